@@ -1,0 +1,378 @@
+"""Payloads: codecs, compression, the self-describing header, and the size limit.
+
+Every stored payload starts with a one-line header naming how its body was
+written, so a reader decodes what any writer wrote without matching
+configuration::
+
+    rs1 codec=json\\n{"task_id": ...}
+    rs1 codec=msgpack;comp=zlib\\n<compressed msgpack>
+
+Plugins that wrap the body (encryption, signing) put their own envelope
+around the whole payload with :func:`make_envelope` and unwrap it in a
+``resultstore_decode`` wrapper hook; see :mod:`resultstore.hookspecs`.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+import zlib
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import attrs
+import cattrs
+import msgpack
+import orjson
+
+from resultstore.converters import (
+    configure_json_converter,
+    configure_msgpack_converter,
+    configure_pickle_converter,
+    new_converter,
+)
+from resultstore.errors import (
+    ConfigurationError,
+    CorruptPayloadError,
+    EncodeError,
+    ResultTooLargeError,
+    UnknownCodecError,
+    UnsafeCodecError,
+)
+from resultstore.options import Options, parse_size
+
+if TYPE_CHECKING:
+    from resultstore.hooks import Hooks
+
+__all__ = [
+    "CODECS",
+    "COMPRESSIONS",
+    "Codec",
+    "CodecOptions",
+    "DecodeRequest",
+    "EncodeRequest",
+    "Serializer",
+    "decode_payload",
+    "encode_payload",
+    "make_envelope",
+    "parse_envelope",
+]
+
+T = TypeVar("T")
+
+MAGIC = b"rs1 "
+_MAX_HEADER = 512
+_FIELD = re.compile(rb"^[a-z][a-z0-9_]*=[A-Za-z0-9._:+/=\-]+$")
+
+
+@attrs.frozen
+class Codec:
+    """A wire format: how plain data becomes bytes, and the converter for it."""
+
+    name: str
+    dumps: Callable[[Any], bytes]
+    loads: Callable[[bytes], Any]
+    converter: cattrs.Converter
+    #: False for codecs that can run code when read (pickle).
+    safe: bool = True
+
+
+def _converter(configure: Callable[[cattrs.Converter], None]) -> cattrs.Converter:
+    converter = new_converter()
+    configure(converter)
+    return converter
+
+
+def _msgpack_dumps(value: Any) -> bytes:
+    return msgpack.packb(value, use_bin_type=True, datetime=True)  # type: ignore[no-any-return]  # untyped library
+
+
+def _msgpack_loads(data: bytes) -> Any:
+    return msgpack.unpackb(data, raw=False, timestamp=3, strict_map_key=False)
+
+
+def _pickle_dumps(value: Any) -> bytes:
+    return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+CODECS: Mapping[str, Codec] = {
+    "json": Codec("json", orjson.dumps, orjson.loads, _converter(configure_json_converter)),
+    "msgpack": Codec(
+        "msgpack", _msgpack_dumps, _msgpack_loads, _converter(configure_msgpack_converter)
+    ),
+    "pickle": Codec(
+        "pickle", _pickle_dumps, pickle.loads, _converter(configure_pickle_converter), safe=False
+    ),
+}
+
+
+@attrs.frozen
+class Compression:
+    name: str
+    compress: Callable[[bytes, int | None], bytes]
+    decompress: Callable[[bytes], bytes]
+
+
+def _zlib_compress(data: bytes, level: int | None) -> bytes:
+    return zlib.compress(data, 6 if level is None else level)
+
+
+def _zstd_module() -> Any:
+    try:
+        import zstandard
+    except ImportError:
+        raise UnknownCodecError(
+            "zstd compression needs the zstandard package: pip install 'resultstore[zstd]'"
+        ) from None
+    return zstandard
+
+
+def _zstd_compress(data: bytes, level: int | None) -> bytes:
+    return _zstd_module().ZstdCompressor(level=3 if level is None else level).compress(data)  # type: ignore[no-any-return]  # untyped optional library
+
+
+def _zstd_decompress(data: bytes) -> bytes:
+    return _zstd_module().ZstdDecompressor().decompress(data)  # type: ignore[no-any-return]  # untyped optional library
+
+
+COMPRESSIONS: Mapping[str, Compression] = {
+    "zlib": Compression("zlib", _zlib_compress, zlib.decompress),
+    "zstd": Compression("zstd", _zstd_compress, _zstd_decompress),
+}
+
+_SAFE_DEFAULT_ACCEPT = frozenset({"json", "msgpack"})
+
+
+def _parse_names(value: object) -> frozenset[str]:
+    names = value.split(",") if isinstance(value, str) else list(value)  # type: ignore[call-overload]  # any iterable of names
+    return frozenset(str(n).strip().lower() for n in names if str(n).strip())
+
+
+def _optional_name(value: object) -> str | None:
+    text = str(value).strip().lower() if value is not None else ""
+    return None if text in ("", "none", "off", "false", "0") else text
+
+
+@attrs.frozen
+class CodecOptions:
+    """How results are written and what a reader accepts.
+
+    ``codec`` writes new payloads (json, msgpack, or pickle); ``accept`` lists
+    the codecs a reader decodes (pickle only if named); ``compression``
+    (zlib, zstd or None) applies to bodies over ``compress_threshold``
+    bytes; ``max_result_size`` (bytes, None = no limit) bounds a stored payload.
+    """
+
+    codec: str = "json"
+    accept: frozenset[str] = _SAFE_DEFAULT_ACCEPT
+    compression: str | None = None
+    compress_threshold: int = 1024
+    compress_level: int | None = None
+    max_result_size: int | None = 32 * 1024 * 1024
+
+    def __attrs_post_init__(self) -> None:
+        if self.codec not in CODECS:
+            raise ConfigurationError(
+                f"unknown codec {self.codec!r}; choose one of {', '.join(sorted(CODECS))}"
+            )
+        unknown = self.accept - CODECS.keys()
+        if unknown:
+            raise ConfigurationError(
+                f"accept names unknown codec(s) {', '.join(sorted(unknown))}; "
+                f"known: {', '.join(sorted(CODECS))}"
+            )
+        if not CODECS[self.codec].safe and self.codec not in self.accept:
+            raise ConfigurationError(
+                f"codec={self.codec} runs code when a result is read, so it is never "
+                f"enabled by default; if you trust every writer and reader of this "
+                f"store, also pass accept=json,msgpack,{self.codec}"
+            )
+        if self.compression is not None and self.compression not in COMPRESSIONS:
+            raise ConfigurationError(
+                f"unknown compression {self.compression!r}; choose zlib, zstd or none"
+            )
+
+    @classmethod
+    def take_from(cls, options: Options) -> CodecOptions:
+        """Take the codec options (``codec``, ``accept``, ``compression``,
+        ``compress_threshold``, ``compress_level``, ``max_result_size``)."""
+        default = cls()
+        return cls(
+            codec=options.take("codec", lambda v: str(v).strip().lower(), default.codec),
+            accept=options.take("accept", _parse_names, default.accept),
+            compression=options.take("compression", _optional_name, default.compression),
+            compress_threshold=options.take(
+                "compress_threshold", lambda v: parse_size(v) or 0, default.compress_threshold
+            ),
+            compress_level=options.take("compress_level", int, default.compress_level),
+            max_result_size=options.take("max_result_size", parse_size, default.max_result_size),
+        )
+
+
+def make_envelope(fields: Mapping[str, str], body: bytes) -> bytes:
+    """Prefix ``body`` with a header line holding ``fields`` (``key=value``)."""
+    line = ";".join(f"{key}={value}" for key, value in fields.items()).encode("ascii")
+    return MAGIC + line + b"\n" + body
+
+
+def parse_envelope(payload: bytes) -> tuple[dict[str, str], bytes]:
+    """Split a payload into its header fields and body, or raise CorruptPayloadError."""
+    if not isinstance(payload, bytes | bytearray | memoryview):
+        raise CorruptPayloadError(
+            f"stored payload is {type(payload).__name__}, not bytes; the store holds "
+            f"data that resultstore did not write"
+        )
+    payload = bytes(payload)
+    if not payload.startswith(MAGIC):
+        raise CorruptPayloadError(
+            f"stored payload does not start with a resultstore header (starts with "
+            f"{payload[:12]!r}); it was written by another program or is damaged. "
+            f"Forget the task, or point the backend at a key prefix / table of its own"
+        )
+    end = payload.find(b"\n", len(MAGIC), _MAX_HEADER)
+    if end < 0:
+        raise CorruptPayloadError("stored payload header is not terminated; the payload is damaged")
+    fields: dict[str, str] = {}
+    for item in payload[len(MAGIC) : end].split(b";"):
+        if not _FIELD.match(item):
+            raise CorruptPayloadError(
+                f"stored payload header has a malformed field {item[:40]!r}; the payload is damaged"
+            )
+        key, _, value = item.decode("ascii").partition("=")
+        fields[key] = value
+    return fields, payload[end + 1 :]
+
+
+def encode_payload(obj: Any, options: CodecOptions) -> bytes:
+    """The core's own encoding: convert, serialize, maybe compress, add the header."""
+    codec = CODECS[options.codec]
+    try:
+        body = codec.dumps(codec.converter.unstructure(obj))
+    except (TypeError, ValueError, OverflowError, pickle.PicklingError, AttributeError) as exc:
+        hint = (
+            "; the json codec stores JSON types only (no bytes, sets or objects): "
+            "use codec=msgpack for bytes"
+            if codec.name == "json"
+            else ""
+        )
+        raise EncodeError(
+            f"cannot encode {type(obj).__name__} with codec={codec.name}: {exc}{hint}"
+        ) from exc
+    fields = {"codec": codec.name}
+    if options.compression is not None and len(body) > options.compress_threshold:
+        body = COMPRESSIONS[options.compression].compress(body, options.compress_level)
+        fields["comp"] = options.compression
+    return make_envelope(fields, body)
+
+
+def decode_payload(payload: bytes, cls: type[T], options: CodecOptions) -> T:
+    """The core's own decoding: read the header, decompress, deserialize, convert."""
+    fields, body = parse_envelope(payload)
+    name = fields.get("codec")
+    if name is None:
+        layers = ", ".join(f"{k}={v}" for k, v in fields.items())
+        raise UnknownCodecError(
+            f"stored payload is wrapped ({layers}) by a plugin this process does not "
+            f"have or has not configured; install and configure that plugin "
+            f"(for enc=..., resultstore-encryption with the writer's keys)"
+        )
+    codec = CODECS.get(name)
+    if codec is None:
+        raise UnknownCodecError(
+            f"stored payload uses codec {name!r}, which this resultstore does not know; "
+            f"known: {', '.join(sorted(CODECS))}. Upgrade resultstore on this reader"
+        )
+    if name not in options.accept:
+        error = UnsafeCodecError if not codec.safe else UnknownCodecError
+        raise error(
+            f"stored payload uses codec={name}, which this reader does not accept "
+            f"(accept={','.join(sorted(options.accept))})"
+            + (
+                "; pickle runs code when read: add it to accept only if you trust every writer"
+                if not codec.safe
+                else f"; add {name} to the accept option"
+            )
+        )
+    comp = fields.get("comp")
+    if comp is not None:
+        if comp not in COMPRESSIONS:
+            raise UnknownCodecError(
+                f"stored payload uses compression {comp!r}, which this resultstore does "
+                f"not know; known: {', '.join(sorted(COMPRESSIONS))}"
+            )
+        try:
+            body = COMPRESSIONS[comp].decompress(body)
+        except UnknownCodecError:
+            raise
+        except Exception as exc:
+            raise CorruptPayloadError(
+                f"stored payload does not decompress with {comp}: {exc}"
+            ) from exc
+    try:
+        data = codec.loads(body)
+    except Exception as exc:
+        raise CorruptPayloadError(
+            f"stored payload body is not valid {name}: {exc}; the payload is damaged"
+        ) from exc
+    try:
+        return codec.converter.structure(data, cls)
+    except Exception as exc:
+        detail = (
+            "; ".join(cattrs.transform_error(exc))
+            if isinstance(exc, cattrs.BaseValidationError)
+            else str(exc)
+        )
+        raise CorruptPayloadError(
+            f"stored payload does not describe a {cls.__name__}: {detail}"
+        ) from exc
+
+
+@attrs.define
+class EncodeRequest:
+    """The argument of the ``resultstore_encode`` hook."""
+
+    obj: Any
+    options: CodecOptions
+
+
+@attrs.define
+class DecodeRequest:
+    """The argument of the ``resultstore_decode`` hook.
+
+    A wrapper hook that undoes a layer of its own (decryption, say) replaces
+    ``payload`` before it yields, so the inner implementations see the
+    unwrapped bytes.
+    """
+
+    payload: bytes
+    cls: type[Any]
+    options: CodecOptions
+
+
+class Serializer:
+    """Encodes models to payloads and back, through the encode/decode hooks."""
+
+    def __init__(self, options: CodecOptions | None = None, hooks: Hooks | None = None) -> None:
+        self.options = options or CodecOptions()
+        self._hooks = hooks
+        # Skip the hook machinery on the hot path when only the core encodes.
+        self._plain = hooks is None or hooks.codec_is_default()
+
+    def dumps(self, obj: Any) -> bytes:
+        """Encode a model; raises EncodeError or ResultTooLargeError."""
+        if self._plain or self._hooks is None:
+            payload = encode_payload(obj, self.options)
+        else:
+            payload = self._hooks.encode(EncodeRequest(obj, self.options))
+        limit = self.options.max_result_size
+        if limit is not None and len(payload) > limit:
+            ident = getattr(obj, "task_id", None) or getattr(obj, "group_id", "?")
+            raise ResultTooLargeError(str(ident), len(payload), limit)
+        return payload
+
+    def loads(self, payload: bytes, cls: type[T]) -> T:
+        """Decode a payload into ``cls``; raises a DecodeError subclass."""
+        if self._plain or self._hooks is None:
+            return decode_payload(payload, cls, self.options)
+        result: T = self._hooks.decode(DecodeRequest(payload, cls, self.options))
+        return result

@@ -1,0 +1,136 @@
+"""The documented hierarchy of errors that resultstore itself raises.
+
+Every message names the problem and the fix. Errors never include a
+password: URLs are shown through :func:`resultstore.urls.redact`.
+
+::
+
+    ResultStoreError
+    ├── ConfigurationError
+    │   ├── InvalidURLError
+    │   ├── UnknownSchemeError
+    │   └── UnknownOptionError
+    ├── BackendUnavailableError
+    ├── UnsupportedOperationError
+    ├── PayloadError
+    │   ├── EncodeError
+    │   │   └── ResultTooLargeError
+    │   └── DecodeError
+    │       ├── CorruptPayloadError
+    │       ├── UnknownCodecError
+    │       └── UnsafeCodecError
+    ├── ChordError
+    └── ResultTimeoutError (also a builtin TimeoutError)
+
+Errors that tasks raised are not here: they come back as their own type or
+as :class:`resultstore.remote.RemoteError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+__all__ = [
+    "BackendUnavailableError",
+    "ChordError",
+    "ConfigurationError",
+    "CorruptPayloadError",
+    "DecodeError",
+    "EncodeError",
+    "InvalidURLError",
+    "PayloadError",
+    "ResultStoreError",
+    "ResultTimeoutError",
+    "ResultTooLargeError",
+    "UnknownCodecError",
+    "UnknownOptionError",
+    "UnknownSchemeError",
+    "UnsafeCodecError",
+    "UnsupportedOperationError",
+]
+
+
+class ResultStoreError(Exception):
+    """Base class of every error resultstore raises."""
+
+
+class ConfigurationError(ResultStoreError):
+    """The backend URL or options are wrong."""
+
+
+class InvalidURLError(ConfigurationError):
+    """A backend URL could not be parsed or misses a required part."""
+
+
+class UnknownSchemeError(ConfigurationError):
+    """No installed plugin serves the URL's scheme."""
+
+    def __init__(self, scheme: str, installed: Iterable[str]) -> None:
+        self.scheme = scheme
+        self.installed = tuple(sorted(installed))
+        base = scheme.split("+", 1)[0]
+        super().__init__(
+            f"no backend is installed for the URL scheme {scheme!r}; "
+            f"installed schemes: {', '.join(self.installed) or 'none'}. "
+            f"To add it, run: pip install resultstore-{base} "
+            f"(or check RESULTSTORE_DISABLE_PLUGINS if it is installed but disabled)"
+        )
+
+
+class UnknownOptionError(ConfigurationError):
+    """An option that no part of the stack understands was given."""
+
+
+class BackendUnavailableError(ResultStoreError):
+    """The store cannot be reached (dead server, unreachable path, ...)."""
+
+
+class UnsupportedOperationError(ResultStoreError):
+    """The backend does not declare the capability an operation needs."""
+
+
+class PayloadError(ResultStoreError):
+    """A result could not be encoded or a stored payload decoded."""
+
+
+class EncodeError(PayloadError):
+    """A value cannot be encoded with the configured codec."""
+
+
+class ResultTooLargeError(EncodeError):
+    """An encoded result is larger than the configured ``max_result_size``."""
+
+    def __init__(self, task_id: str, size: int, limit: int) -> None:
+        self.task_id = task_id
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            f"result of task {task_id!r} encodes to {size:,} bytes, over the "
+            f"max_result_size limit of {limit:,} bytes; store a reference to "
+            f"the data instead (a file or object-store key), enable compression, "
+            f"or raise max_result_size"
+        )
+
+
+class DecodeError(PayloadError):
+    """A stored payload cannot be decoded."""
+
+
+class CorruptPayloadError(DecodeError):
+    """A stored payload's header or body is damaged or was not written by resultstore."""
+
+
+class UnknownCodecError(DecodeError):
+    """A payload names a codec, compression or envelope this process does not have."""
+
+
+class UnsafeCodecError(DecodeError):
+    """A payload uses a codec (pickle) that this reader does not accept."""
+
+
+class ChordError(ResultStoreError):
+    """A chord was used wrongly (no size set, index out of range, ...)."""
+
+
+class ResultTimeoutError(ResultStoreError, TimeoutError):
+    """A wait on a result ran out of time."""

@@ -1,0 +1,112 @@
+"""Options from a URL query string and keywords, taken layer by layer.
+
+Options come from the URL query string and from keywords to
+:func:`resultstore.connect` (keywords win). Each layer (codec, backend)
+takes the options it knows; whatever is left over is an error that lists
+what is accepted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
+
+from resultstore.errors import ConfigurationError, UnknownOptionError
+
+__all__ = ["Options", "parse_bool", "parse_duration", "parse_size"]
+
+T = TypeVar("T")
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+_NONE = frozenset({"", "none", "never", "null"})
+
+
+def parse_bool(value: object) -> bool:
+    """``True``/``False`` or one of 1/0, true/false, yes/no, on/off."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"expected a boolean (true/false, 1/0, yes/no), got {value!r}")
+
+
+def parse_duration(value: object) -> float | None:
+    """Seconds as a number, or None (``none``/``never``) for "keep forever"."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip().lower() in _NONE:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number of seconds or 'none', got {value!r}")
+    try:
+        seconds = float(value)  # type: ignore[arg-type]  # str, int, float and timedelta-like all convert or raise
+    except (TypeError, ValueError):
+        total = getattr(value, "total_seconds", None)
+        if total is None:
+            raise ValueError(f"expected a number of seconds or 'none', got {value!r}") from None
+        seconds = float(total())
+    if seconds <= 0:
+        raise ValueError(f"expected a positive number of seconds or 'none', got {value!r}")
+    return seconds
+
+
+class Options:
+    """Options not yet taken by anyone; :meth:`take` them, then :meth:`finish`."""
+
+    def __init__(self, values: Mapping[str, Any], *, source: str) -> None:
+        self._values = dict(values)
+        self._source = source
+        self._known: list[str] = []
+
+    def take(self, name: str, convert: Callable[[Any], T], default: T) -> T:
+        """Remove ``name`` and return it converted, or ``default`` when absent."""
+        self._known.append(name)
+        if name not in self._values:
+            return default
+        raw = self._values.pop(name)
+        try:
+            return convert(raw)
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(f"option {name}={raw!r} for {self._source}: {exc}") from None
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._values
+
+    def remaining(self) -> dict[str, Any]:
+        return dict(self._values)
+
+    def finish(self, also_known: Iterable[str] = ()) -> None:
+        """Raise :class:`UnknownOptionError` if any option was not taken."""
+        if self._values:
+            known = sorted({*self._known, *also_known})
+            raise UnknownOptionError(
+                f"unknown option(s) {', '.join(sorted(self._values))} for {self._source}; "
+                f"accepted: {', '.join(known) or 'none'}"
+            )
+
+
+def parse_size(value: object) -> int | None:
+    """A byte count (``1048576``, ``64k``, ``16m``, ``1g``) or None (``none``)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"expected a size in bytes such as 16m, got {value!r}")
+    if isinstance(value, int):
+        size = value
+    else:
+        text = str(value).strip().lower()
+        if text in _NONE:
+            return None
+        factor = {"k": 1024, "m": 1024**2, "g": 1024**3}.get(text[-1:], 1)
+        number = text[:-1] if factor != 1 else text
+        try:
+            size = int(float(number) * factor)
+        except ValueError:
+            raise ValueError(f"expected a size in bytes such as 16m, got {value!r}") from None
+    if size < 0:
+        raise ValueError(f"expected a non-negative size, got {value!r}")
+    return size

@@ -1,0 +1,237 @@
+"""The typed contract of a backend: one required protocol and small capabilities.
+
+pluggy checks hook argument names only, so what a backend *is* lives here as
+``typing.Protocol`` classes. A backend implements :class:`ResultBackend` and
+declares, in ``capabilities``, which ``Supports*`` protocols it also
+implements; code checks the declaration, never the backend's name.
+
+A third party that only has a key-value store implements the small
+:class:`KeyValueStore` instead and wraps it in
+:class:`resultstore.backends.keyvalue.KeyValueBackend`, which adds states,
+groups, chords and expiry on top.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+from typing import Protocol, runtime_checkable
+
+from resultstore.models import ChordOutcome, ChordState, Group, StoreOutcome, TaskResult
+
+__all__ = [
+    "AsyncResultBackend",
+    "Capability",
+    "KeyValueStore",
+    "PushListener",
+    "ResultBackend",
+    "SupportsBatchStore",
+    "SupportsBulkGet",
+    "SupportsChords",
+    "SupportsCleanup",
+    "SupportsGroups",
+    "SupportsPush",
+]
+
+
+class Capability(enum.StrEnum):
+    """What a backend declares it can do, beyond :class:`ResultBackend`."""
+
+    #: ``get_many`` fetches many results in few round trips (:class:`SupportsBulkGet`).
+    BULK_GET = "bulk_get"
+    #: ``store_many`` writes many results in few round trips (:class:`SupportsBatchStore`).
+    BATCH_STORE = "batch_store"
+    #: waiters are woken by the store, without polling (:class:`SupportsPush`).
+    PUSH = "push"
+    #: the store deletes expired results by itself (TTL).
+    AUTO_EXPIRY = "auto_expiry"
+    #: ``cleanup()`` deletes expired results on demand (:class:`SupportsCleanup`).
+    CLEANUP = "cleanup"
+    #: groups can be saved, restored and deleted (:class:`SupportsGroups`).
+    GROUPS = "groups"
+    #: chord parts are recorded with exactly-once completion (:class:`SupportsChords`).
+    CHORDS = "chords"
+    #: results survive a restart of the store and of the writing process.
+    PERSISTENT = "persistent"
+    #: results are readable by any client, not only the process that wrote them.
+    SHARED = "shared"
+    #: the asyncio twin talks to the store natively, not through a thread pool.
+    NATIVE_ASYNC = "native_async"
+
+
+@runtime_checkable
+class ResultBackend(Protocol):
+    """The required protocol of every backend (sync API).
+
+    The rule every backend enforces atomically, inside the store: **a ready
+    state is final**. ``store`` of any state onto a task whose stored state
+    is SUCCESS, FAILURE or REVOKED is refused (``StoreOutcome.stored`` is
+    False, nothing is raised, the stored result stays) unless ``overwrite``
+    is true. Unready states may follow one another freely.
+
+    Results expire after the ``expires`` the backend was configured with
+    (``None`` keeps them); an expired result reads as missing.
+    """
+
+    capabilities: frozenset[Capability]
+
+    def store(self, result: TaskResult, *, overwrite: bool = False) -> StoreOutcome:
+        """Store ``result`` unless a ready state is stored and ``overwrite`` is false."""
+        ...
+
+    def get(self, task_id: str) -> TaskResult | None:
+        """The stored result, or None if the id is unknown, forgotten or expired."""
+        ...
+
+    def forget(self, task_id: str) -> None:
+        """Delete the result; forgetting an unknown id is not an error."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and files; the backend is not used afterwards."""
+        ...
+
+
+@runtime_checkable
+class SupportsBulkGet(Protocol):
+    def get_many(self, task_ids: Sequence[str]) -> dict[str, TaskResult | None]:
+        """Every requested id as a key, None for the missing ones, in few round trips."""
+        ...
+
+
+@runtime_checkable
+class SupportsBatchStore(Protocol):
+    def store_many(
+        self, results: Sequence[TaskResult], *, overwrite: bool = False
+    ) -> list[StoreOutcome]:
+        """``store`` for each result, in order, in few round trips."""
+        ...
+
+
+@runtime_checkable
+class SupportsGroups(Protocol):
+    def save_group(self, group: Group) -> None:
+        """Save (or replace) a group; it expires like results do."""
+        ...
+
+    def get_group(self, group_id: str) -> Group | None:
+        """The saved group, or None."""
+        ...
+
+    def delete_group(self, group_id: str) -> None:
+        """Delete a group (its members' results stay); unknown ids are not an error."""
+        ...
+
+
+@runtime_checkable
+class SupportsChords(Protocol):
+    def set_chord_size(self, group_id: str, size: int) -> None:
+        """Declare how many header parts the chord ``group_id`` waits for."""
+        ...
+
+    def chord_part_return(self, group_id: str, index: int, result: TaskResult) -> ChordOutcome:
+        """Record header part ``index`` (0-based) atomically.
+
+        A part already recorded is ignored (``duplicate``). Exactly one call
+        per chord, the one that records the last missing part, gets
+        ``complete=True`` with every part's result in header order, however
+        many processes race. Raises :class:`~resultstore.errors.ChordError`
+        when no size was set or ``index`` is out of range.
+        """
+        ...
+
+    def get_chord(self, group_id: str) -> ChordState | None:
+        """The chord's progress, or None."""
+        ...
+
+
+@runtime_checkable
+class SupportsCleanup(Protocol):
+    def cleanup(self) -> int:
+        """Delete expired results, groups and chords now; return how many results went."""
+        ...
+
+
+@runtime_checkable
+class PushListener(Protocol):
+    """One connection that hears "this task was stored" announcements.
+
+    The result API keeps one listener per process and backend, shared by
+    all waiters; it subscribes ids while someone waits on them and
+    unsubscribes them when nobody does any more.
+    """
+
+    def subscribe(self, task_ids: Iterable[str]) -> None: ...
+
+    def unsubscribe(self, task_ids: Iterable[str]) -> None: ...
+
+    def wait(self, timeout: float) -> list[str]:
+        """Block up to ``timeout`` seconds; return the subscribed ids announced since."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class SupportsPush(Protocol):
+    def listener(self) -> PushListener:
+        """Open a new push listener (the caller shares it and closes it)."""
+        ...
+
+
+@runtime_checkable
+class AsyncResultBackend(Protocol):
+    """The asyncio twin of :class:`ResultBackend`, with the same rules.
+
+    Backends whose client has no asyncio API need not write one: the core
+    drives the sync backend through a thread pool
+    (:class:`resultstore.backends.threaded.ThreadedAsyncBackend`).
+    """
+
+    capabilities: frozenset[Capability]
+
+    async def store(self, result: TaskResult, *, overwrite: bool = False) -> StoreOutcome: ...
+
+    async def get(self, task_id: str) -> TaskResult | None: ...
+
+    async def get_many(self, task_ids: Sequence[str]) -> dict[str, TaskResult | None]: ...
+
+    async def forget(self, task_id: str) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class KeyValueStore(Protocol):
+    """The few primitives from which a full backend can be built.
+
+    Values are opaque bytes; ``ttl`` is in seconds (None = keep). Every method
+    is atomic on its own; that is all :class:`KeyValueBackend` needs.
+    """
+
+    #: capabilities the store itself brings (PERSISTENT, SHARED, AUTO_EXPIRY, PUSH...).
+    capabilities: frozenset[Capability]
+
+    def get(self, key: str) -> bytes | None: ...
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Values in the order of ``keys``, None where missing."""
+        ...
+
+    def set(self, key: str, value: bytes, ttl: float | None) -> None: ...
+
+    def delete(self, keys: Sequence[str]) -> None: ...
+
+    def compare_and_set(
+        self, key: str, expected: bytes | None, value: bytes, ttl: float | None
+    ) -> bool:
+        """Set ``key`` to ``value`` only if it currently holds ``expected``
+        (None = absent); return whether it did."""
+        ...
+
+    def add_to_set(self, key: str, member: str, ttl: float | None) -> tuple[bool, int]:
+        """Add ``member`` to the set at ``key``; return (whether it was new,
+        the set's size after the call), both from one atomic step."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,256 @@
+"""``connect()`` and :class:`ResultStore`, the object callers and workers use.
+
+A :class:`ResultStore` wraps one backend: it fires the observer hooks, turns
+exceptions into their stored description, falls back to one-by-one calls
+where the backend declares no bulk capability, and refuses operations whose
+capability is missing with an error that names it.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback as tb
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, cast
+
+from resultstore.codecs import CodecOptions, Serializer
+from resultstore.config import DEFAULT_EXPIRES, BackendConfig
+from resultstore.discovery import find_backend
+from resultstore.errors import UnsupportedOperationError
+from resultstore.hooks import Hooks, build_hooks
+from resultstore.models import ChordOutcome, ChordState, Group, StoreOutcome, TaskResult, utcnow
+from resultstore.options import Options, parse_duration
+from resultstore.protocols import (
+    Capability,
+    ResultBackend,
+    SupportsBatchStore,
+    SupportsBulkGet,
+    SupportsChords,
+    SupportsCleanup,
+    SupportsGroups,
+)
+from resultstore.remote import TaskRevokedError, describe_exception
+from resultstore.states import State
+from resultstore.urls import BackendURL, parse_url
+
+__all__ = ["URL_ENV", "ResultStore", "connect", "default_url"]
+
+#: environment variable holding the URL used when none is given.
+URL_ENV = "RESULTSTORE_URL"
+
+
+def default_url() -> str:
+    """``$RESULTSTORE_URL``, else the embedded SQLite file in the user's data folder."""
+    if url := os.environ.get(URL_ENV):
+        return url
+    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return f"sqlite:///{base / 'resultstore' / 'results.db'}"
+
+
+def connect(
+    url: str | None = None,
+    *,
+    plugins: Iterable[object] = (),
+    hooks: Hooks | None = None,
+    **options: Any,
+) -> ResultStore:
+    """Build the backend for ``url`` and return a :class:`ResultStore` over it.
+
+    Options come from the URL's query string and from keywords (keywords
+    win). Common ones: ``expires`` (seconds, ``none`` keeps results; default
+    one day), ``codec`` (json, msgpack, pickle), ``accept``, ``compression``
+    (zlib, zstd), ``compress_threshold``, ``max_result_size``; the rest
+    belong to the backend. ``plugins`` are registered on top of the installed
+    ones (or pass ready-made ``hooks``).
+    """
+    parsed = parse_url(url if url is not None else default_url())
+    if hooks is None:
+        hooks = build_hooks(plugins)
+    else:
+        for plugin in plugins:
+            hooks.register(plugin)
+    spec = find_backend(parsed.scheme, hooks)
+    taken = Options({**parsed.query, **options}, source=f"{parsed.scheme}:// ({parsed})")
+    codec_options = CodecOptions.take_from(taken)
+    expires: float | None = taken.take("expires", parse_duration, DEFAULT_EXPIRES)
+    serializer = Serializer(codec_options, hooks)
+    backend = spec.load()(BackendConfig(parsed, serializer, taken, expires))
+    try:
+        taken.finish()
+    except Exception:
+        backend.close()
+        raise
+    return ResultStore(backend, url=parsed, hooks=hooks, serializer=serializer)
+
+
+class ResultStore:
+    """One backend, with hooks, conveniences for workers, and declared capabilities."""
+
+    def __init__(
+        self,
+        backend: ResultBackend,
+        *,
+        url: BackendURL,
+        hooks: Hooks,
+        serializer: Serializer,
+    ) -> None:
+        self.backend = backend
+        self.url = url
+        self.hooks = hooks
+        self.serializer = serializer
+        self._observed = hooks.observes()
+
+    def __repr__(self) -> str:
+        return f"<ResultStore {self.url.redacted()}>"
+
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        return self.backend.capabilities
+
+    def supports(self, capability: Capability) -> bool:
+        return capability in self.backend.capabilities
+
+    def _require(self, capability: Capability, operation: str) -> Any:
+        if capability not in self.backend.capabilities:
+            raise UnsupportedOperationError(
+                f"{operation} needs the {capability.value!r} capability, which the "
+                f"{self.url.scheme}:// backend does not declare; use a backend that has it "
+                f"(run 'resultstore backends' to see each backend's capabilities)"
+            )
+        return self.backend
+
+    # -- storing -------------------------------------------------------------
+
+    def store(self, result: TaskResult, *, overwrite: bool = False) -> StoreOutcome:
+        """Store a result; a ready state already stored is kept unless ``overwrite``."""
+        outcome = self.backend.store(result, overwrite=overwrite)
+        if self._observed:
+            self.hooks.on_store(self.url.redacted(), result, outcome)
+        return outcome
+
+    def store_many(
+        self, results: Sequence[TaskResult], *, overwrite: bool = False
+    ) -> list[StoreOutcome]:
+        """Store many results, in few round trips where the backend can."""
+        if Capability.BATCH_STORE in self.backend.capabilities:
+            batch = cast(SupportsBatchStore, self.backend)
+            outcomes = batch.store_many(results, overwrite=overwrite)
+        else:
+            outcomes = [self.backend.store(r, overwrite=overwrite) for r in results]
+        if self._observed:
+            url = self.url.redacted()
+            for result, outcome in zip(results, outcomes, strict=True):
+                self.hooks.on_store(url, result, outcome)
+        return outcomes
+
+    def mark_as_started(self, task_id: str, **fields: Any) -> StoreOutcome:
+        return self.store(TaskResult(task_id, State.STARTED, **fields))
+
+    def mark_as_done(self, task_id: str, value: Any, **fields: Any) -> StoreOutcome:
+        return self.store(TaskResult(task_id, State.SUCCESS, value, date_done=utcnow(), **fields))
+
+    def mark_as_failure(
+        self, task_id: str, exc: BaseException, *, state: str = State.FAILURE, **fields: Any
+    ) -> StoreOutcome:
+        """Store ``exc`` (with its traceback and cause chain) as a FAILURE (or RETRY, REVOKED)."""
+        trace = fields.pop("traceback", None)
+        if trace is None and exc.__traceback__ is not None:
+            trace = "".join(tb.format_exception(exc))
+        ready = state in (State.FAILURE, State.REVOKED)
+        return self.store(
+            TaskResult(
+                task_id,
+                state,
+                exception=describe_exception(exc),
+                traceback=trace,
+                date_done=utcnow() if ready else None,
+                **fields,
+            )
+        )
+
+    def mark_as_retry(self, task_id: str, exc: BaseException, **fields: Any) -> StoreOutcome:
+        return self.mark_as_failure(task_id, exc, state=State.RETRY, **fields)
+
+    def mark_as_revoked(self, task_id: str, reason: str = "revoked", **fields: Any) -> StoreOutcome:
+        return self.mark_as_failure(
+            task_id, TaskRevokedError(reason), state=State.REVOKED, **fields
+        )
+
+    def update_state(
+        self, task_id: str, state: str, meta: Any = None, **fields: Any
+    ) -> StoreOutcome:
+        """Store a custom or unready state, with ``meta`` (e.g. progress) as its result."""
+        return self.store(TaskResult(task_id, state, meta, **fields))
+
+    # -- reading -------------------------------------------------------------
+
+    def get(self, task_id: str) -> TaskResult | None:
+        """The stored result, or None if unknown, forgotten or expired."""
+        return self.backend.get(task_id)
+
+    def get_many(self, task_ids: Sequence[str]) -> dict[str, TaskResult | None]:
+        """Every id as a key (None where missing), in few round trips where possible."""
+        if Capability.BULK_GET in self.backend.capabilities:
+            return cast(SupportsBulkGet, self.backend).get_many(task_ids)
+        return {task_id: self.backend.get(task_id) for task_id in task_ids}
+
+    def forget(self, task_id: str) -> None:
+        self.backend.forget(task_id)
+        if self._observed:
+            self.hooks.on_forget(self.url.redacted(), task_id)
+
+    # -- groups and chords -----------------------------------------------------
+
+    def save_group(self, group_id: str, task_ids: Sequence[str]) -> Group:
+        group = Group(group_id, tuple(task_ids), date_done=utcnow())
+        cast(SupportsGroups, self._require(Capability.GROUPS, "save_group")).save_group(group)
+        return group
+
+    def get_group(self, group_id: str) -> Group | None:
+        return cast(SupportsGroups, self._require(Capability.GROUPS, "get_group")).get_group(
+            group_id
+        )
+
+    def delete_group(self, group_id: str) -> None:
+        cast(SupportsGroups, self._require(Capability.GROUPS, "delete_group")).delete_group(
+            group_id
+        )
+
+    def set_chord_size(self, group_id: str, size: int) -> None:
+        chords = cast(SupportsChords, self._require(Capability.CHORDS, "set_chord_size"))
+        chords.set_chord_size(group_id, size)
+
+    def chord_part_return(self, group_id: str, index: int, result: TaskResult) -> ChordOutcome:
+        """Record header part ``index``; ``complete`` is True for exactly one caller."""
+        chords = cast(SupportsChords, self._require(Capability.CHORDS, "chord_part_return"))
+        outcome = chords.chord_part_return(group_id, index, result)
+        if self._observed:
+            self.hooks.on_chord_part_return(self.url.redacted(), group_id, index, result, outcome)
+        return outcome
+
+    def get_chord(self, group_id: str) -> ChordState | None:
+        return cast(SupportsChords, self._require(Capability.CHORDS, "get_chord")).get_chord(
+            group_id
+        )
+
+    # -- housekeeping ------------------------------------------------------------
+
+    def cleanup(self) -> int:
+        """Delete expired results now; return how many went."""
+        return cast(SupportsCleanup, self._require(Capability.CLEANUP, "cleanup")).cleanup()
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> ResultStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
