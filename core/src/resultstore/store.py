@@ -74,7 +74,8 @@ def connect(
     spec = find_backend(parsed.scheme, hooks)
     taken = Options({**parsed.query, **options}, source=f"{parsed.scheme}:// ({parsed})")
     codec_options = CodecOptions.take_from(taken)
-    expires: float | None = taken.take("expires", parse_duration, DEFAULT_EXPIRES)
+    default_expires: float | None = DEFAULT_EXPIRES
+    expires = taken.take("expires", parse_duration, default_expires)
     serializer = Serializer(codec_options, hooks)
     backend = spec.load()(BackendConfig(parsed, serializer, taken, expires))
     try:
