@@ -1,0 +1,1 @@
+"""The contract suite that every resultstore backend runs against itself."""

@@ -1,0 +1,1 @@
+"""pytest plugin of the contract suite: fixtures, markers and hypothesis profiles."""
