@@ -35,6 +35,8 @@ class BackendURL:
     password: str | None = None
     path: str = ""
     query: dict[str, str] = attrs.field(factory=dict)
+    #: every ``host[:port]`` of a multi-host URL (``h1:26379,h2:26380``), else the one.
+    hosts: tuple[tuple[str, int | None], ...] = ()
     #: the URL as given, for clients that parse it themselves (e.g. pymongo).
     raw: str = ""
 
@@ -77,9 +79,10 @@ def parse_url(url: str) -> BackendURL:
         )
     try:
         parts = urllib.parse.urlsplit(url)
-        port = parts.port
+        hosts = _hosts(parts.netloc.rpartition("@")[2])
     except ValueError as exc:
         raise InvalidURLError(f"cannot parse backend URL {redact(url)!r}: {exc}") from None
+    host, port = hosts[0] if len(hosts) == 1 else (None, None)
     query: dict[str, Any] = {}
     for name, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
         if name in query:
@@ -87,11 +90,24 @@ def parse_url(url: str) -> BackendURL:
         query[name] = value
     return BackendURL(
         scheme=scheme,
-        host=parts.hostname,
+        host=host,
         port=port,
         username=urllib.parse.unquote(parts.username) if parts.username else None,
         password=urllib.parse.unquote(parts.password) if parts.password is not None else None,
         path=parts.path,
         query=query,
         raw=url,
+        hosts=hosts,
     )
+
+
+def _hosts(netloc: str) -> tuple[tuple[str, int | None], ...]:
+    """``host[:port]`` items of a netloc, IPv6 ``[::1]:port`` included."""
+    hosts: list[tuple[str, int | None]] = []
+    for item in filter(None, netloc.split(",")):
+        probe = urllib.parse.urlsplit(f"//{item}")
+        port = probe.port  # raises ValueError for a bad port
+        if probe.hostname is None:
+            raise ValueError(f"missing host in {item!r}")
+        hosts.append((probe.hostname, port))
+    return tuple(hosts)
