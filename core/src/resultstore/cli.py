@@ -1,0 +1,294 @@
+"""The ``resultstore`` command line: look at and tidy a result store from the shell.
+
+Every command hangs off the click group :data:`main`; a command written in
+another module is attached with ``main.add_command(command)`` and reaches
+the store through :data:`pass_state` (see :class:`CliState`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import urllib.parse
+from collections.abc import Iterable
+from typing import Any, NoReturn
+
+import attrs
+import click
+from rich.console import Console
+from rich.pretty import Pretty
+from rich.table import Table
+from rich.text import Text
+
+from resultstore.discovery import installed_backends
+from resultstore.errors import ResultStoreError
+from resultstore.hooks import build_hooks
+from resultstore.models import ExceptionInfo, TaskResult
+from resultstore.states import State
+from resultstore.store import URL_ENV, ResultStore, connect, default_url
+from resultstore.urls import redact
+
+__all__ = [
+    "EXIT_NOT_FOUND",
+    "EXIT_STORE_ERROR",
+    "CliState",
+    "StoreCommandError",
+    "console",
+    "fail",
+    "main",
+    "pass_state",
+]
+
+#: exit status when the thing asked for does not exist (an unknown task id).
+EXIT_NOT_FOUND = 1
+#: exit status when resultstore raised one of its documented errors.
+EXIT_STORE_ERROR = 2
+
+_URL_IN_TEXT = re.compile(r"[a-z][a-z0-9+.\-]*://[^\s'\"<>]+", re.IGNORECASE)
+# A password this short would blank out ordinary words of the message; the
+# URL-shaped redaction above still hides it wherever it appears inside a URL.
+_MIN_SCRUBBED_PASSWORD = 4
+
+_STATE_STYLES: dict[str, str] = {
+    State.SUCCESS: "bold green",
+    State.FAILURE: "bold red",
+    State.REVOKED: "bold red",
+    State.RETRY: "yellow",
+}
+
+
+@attrs.frozen
+class CliState:
+    """What every command gets from the group: the store URL and extra plugins.
+
+    ``plugins`` are registered on top of the installed ones; a program that
+    embeds the CLI passes ``obj=CliState(plugins=...)`` to :data:`main`.
+    """
+
+    url: str | None = None
+    plugins: tuple[object, ...] = ()
+
+    @property
+    def resolved_url(self) -> str:
+        return self.url if self.url is not None else default_url()
+
+    @property
+    def redacted_url(self) -> str:
+        """The URL for messages: never with its password."""
+        return redact(self.resolved_url)
+
+    def connect(self, **options: Any) -> ResultStore:
+        """Open the store; use it as a context manager so it is closed."""
+        return connect(self.resolved_url, plugins=self.plugins, **options)
+
+    def scrub(self, message: str) -> str:
+        """``message`` on one line, with every URL redacted and the password hidden."""
+        text = " ".join(message.split())
+        text = _URL_IN_TEXT.sub(lambda match: redact(match.group(0)), text)
+        password = _password_of(self.resolved_url)
+        if password and len(password) >= _MIN_SCRUBBED_PASSWORD:
+            # urlsplit leaves the password percent-encoded; drivers may echo either form.
+            for form in {password, urllib.parse.unquote(password)}:
+                text = text.replace(form, "***")
+        return text
+
+
+def _password_of(url: str) -> str | None:
+    try:
+        return urllib.parse.urlsplit(url).password
+    except ValueError:
+        return None
+
+
+#: decorator giving a command the :class:`CliState` as its first argument.
+pass_state = click.make_pass_decorator(CliState, ensure=True)
+
+
+class StoreCommandError(click.ClickException):
+    """A documented resultstore error, shown as one line without a traceback."""
+
+    exit_code = EXIT_STORE_ERROR
+
+    def __init__(self, error: ResultStoreError, state: CliState) -> None:
+        super().__init__(state.scrub(f"{type(error).__name__}: {error}"))
+
+
+class _Group(click.Group):
+    # Catching here covers commands that other modules add with add_command.
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ResultStoreError as exc:
+            state = ctx.find_object(CliState) or CliState()
+            raise StoreCommandError(exc, state) from None
+
+
+def console(*, stderr: bool = False) -> Console:
+    """A rich console for one command (built per call so redirected output is honoured)."""
+    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+
+
+def fail(message: str, code: int = EXIT_NOT_FOUND) -> NoReturn:
+    """Print ``Error: message`` on stderr and exit with ``code``."""
+    click.echo(f"Error: {message}", err=True)
+    raise click.exceptions.Exit(code)
+
+
+@click.group(cls=_Group)
+@click.option(
+    "--url",
+    envvar=URL_ENV,
+    default=None,
+    metavar="URL",
+    help=(
+        f"Backend URL, e.g. sqlite:///results.db or redis://host:6379/0. "
+        f"Default: ${URL_ENV}, else the embedded SQLite file in the user's data folder."
+    ),
+)
+@click.version_option(package_name="resultstore", prog_name="resultstore")
+@click.pass_context
+def main(ctx: click.Context, url: str | None) -> None:
+    """Inspect and tidy a resultstore backend from the shell."""
+    given = ctx.obj if isinstance(ctx.obj, CliState) else CliState()
+    ctx.obj = attrs.evolve(given, url=url if url is not None else given.url)
+
+
+# -- backends ---------------------------------------------------------------------
+
+
+@main.command()
+@pass_state
+def backends(state: CliState) -> None:
+    """List the installed backends: URL scheme, distribution, capabilities."""
+    specs = installed_backends(build_hooks(state.plugins))
+    table = Table(title="Installed resultstore backends", title_justify="left")
+    table.add_column("Scheme", style="bold", no_wrap=True)
+    table.add_column("Distribution", no_wrap=True)
+    table.add_column("Capabilities")
+    table.add_column("Summary")
+    for scheme, spec in specs.items():
+        table.add_row(
+            Text(f"{scheme}://"),
+            Text(spec.distribution),
+            Text(", ".join(sorted(c.value for c in spec.capabilities)) or "-"),
+            Text(spec.summary),
+        )
+    console().print(table)
+
+
+# -- get --------------------------------------------------------------------------
+
+
+def _exception_lines(info: ExceptionInfo) -> Iterable[Text]:
+    link: ExceptionInfo | None = info
+    first = True
+    while link is not None:
+        prefix = "" if first else "caused by "
+        line = Text(prefix, style="dim")
+        # Builtins read better bare, as Python prints them.
+        name = link.type_name if link.module == "builtins" else link.qualified_name
+        line.append(name, style="bold")
+        if link.message:
+            line.append(f": {link.message}")
+        yield line
+        first = False
+        link = link.cause
+
+
+def _metadata(result: TaskResult) -> list[tuple[str, Any]]:
+    fields: list[tuple[str, Any]] = [
+        ("Name", result.name),
+        ("Args", result.args),
+        ("Kwargs", dict(result.kwargs) if result.kwargs is not None else None),
+        ("Worker", result.worker),
+        ("Queue", result.queue),
+        ("Retries", result.retries),
+        ("Group", result.group_id),
+        ("Parent", result.parent_id),
+        ("Children", result.children or None),
+    ]
+    return [(label, value) for label, value in fields if value is not None]
+
+
+def _render(result: TaskResult) -> None:
+    out = console()
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column()
+    grid.add_row("Task", Text(result.task_id))
+    grid.add_row("State", Text(str(result.state), style=_STATE_STYLES.get(result.state, "")))
+    if result.date_done is not None:
+        grid.add_row("Done", Text(result.date_done.isoformat()))
+    if result.result is not None or result.state == State.SUCCESS:
+        label = "Result" if result.state == State.SUCCESS else "Meta"
+        grid.add_row(label, Pretty(result.result))
+    for label, value in _metadata(result):
+        grid.add_row(label, Text(value) if isinstance(value, str) else Pretty(value))
+    if result.exception is not None:
+        grid.add_row("Exception", Text("\n").join(_exception_lines(result.exception)))
+    out.print(grid)
+    if result.traceback:
+        out.print()
+        out.print(Text("Traceback", style="bold"))
+        # soft_wrap keeps long traceback lines whole, so they stay copyable.
+        out.print(Text(result.traceback.rstrip("\n")), soft_wrap=True)
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    return value
+
+
+def _as_json(result: TaskResult) -> str:
+    data = attrs.asdict(result, value_serializer=lambda _i, _a, v: _json_value(v))
+    data["ready"] = result.ready
+    # Values JSON cannot hold (bytes from a msgpack store, say) appear as their repr.
+    return json.dumps(data, indent=2, ensure_ascii=False, default=repr)
+
+
+@main.command()
+@click.argument("task_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@pass_state
+def get(state: CliState, task_id: str, as_json: bool) -> None:
+    """Show the stored result of TASK_ID: state, value, exception, traceback, metadata.
+
+    Exits with status 1 when the store has no result for TASK_ID.
+    """
+    with state.connect() as store:
+        result = store.get(task_id)
+    if result is None:
+        fail(
+            f"no result for task {task_id!r} in {state.redacted_url}: "
+            f"the id is unknown, or its result was forgotten or has expired"
+        )
+    if as_json:
+        click.echo(_as_json(result))
+    else:
+        _render(result)
+
+
+# -- forget and cleanup -----------------------------------------------------------
+
+
+@main.command()
+@click.argument("task_id")
+@pass_state
+def forget(state: CliState, task_id: str) -> None:
+    """Delete the stored result of TASK_ID (an unknown id is not an error)."""
+    # No read first: forgetting is the cure for a payload that no longer decodes.
+    with state.connect() as store:
+        store.forget(task_id)
+    click.echo(f"Forgot task {task_id!r} in {state.redacted_url}.")
+
+
+@main.command()
+@pass_state
+def cleanup(state: CliState) -> None:
+    """Delete expired results now and print how many went."""
+    with state.connect() as store:
+        deleted = store.cleanup()
+    noun = "result" if deleted == 1 else "results"
+    click.echo(f"Deleted {deleted} expired {noun} from {state.redacted_url}.")
