@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import uuid
 from collections.abc import Iterable, Iterator
@@ -20,20 +19,11 @@ from resultstore.hooks import build_hooks
 from resultstore.protocols import Capability
 from resultstore.states import State
 
-HAVE_SQLITE = importlib.util.find_spec("resultstore.backends.sqlite") is not None
 # Wide enough that rich never wraps a table cell, so rows can be matched whole.
 WIDE = {"COLUMNS": "400", "RESULTSTORE_URL": None}
 
 
-@pytest.fixture(
-    params=[
-        "memory",
-        pytest.param(
-            "sqlite",
-            marks=pytest.mark.skipif(not HAVE_SQLITE, reason="sqlite backend not written yet"),
-        ),
-    ]
-)
+@pytest.fixture(params=["memory", "sqlite"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "memory":
         # A named memory store is shared by every backend of this process.
@@ -187,8 +177,7 @@ def test_forget_unknown_id_is_not_an_error(runner: CliRunner, url: str) -> None:
     assert run(runner, "--url", url, "forget", "never-stored").exit_code == 0
 
 
-def test_cleanup_reports_how_many_expired_results_went(runner: CliRunner) -> None:
-    url = f"memory://cli-{uuid.uuid4().hex}"
+def test_cleanup_reports_how_many_expired_results_went(runner: CliRunner, url: str) -> None:
     # Written at time 0 with a 10 s lifetime: long expired by the real clock the CLI uses.
     with connect(url, clock=lambda: 0.0, expires=10) as old:
         old.mark_as_done("old-1", 1)
@@ -224,6 +213,28 @@ def test_cleanup_without_the_capability_is_a_clean_error(runner: CliRunner) -> N
     assert result.exit_code == 2
     assert result.stderr.startswith("Error: UnsupportedOperationError: ")
     assert "'cleanup' capability" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+# -- the embedded default --------------------------------------------------------
+
+
+def test_without_url_the_cli_uses_the_sqlite_file_in_the_data_folder(tmp_path: Path) -> None:
+    env_runner = CliRunner(env={**WIDE, "XDG_DATA_HOME": str(tmp_path)})
+    database = tmp_path / "resultstore" / "results.db"
+    with connect(f"sqlite:///{database}") as store:
+        store.mark_as_done("t-default", "embedded")
+    result = run(env_runner, "get", "t-default", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["result"] == "embedded"
+
+
+def test_unusable_sqlite_path_is_a_clean_error(runner: CliRunner, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = run(runner, "--url", f"sqlite:///{blocker / 'results.db'}", "get", "x")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: BackendUnavailableError: ")
     assert result.stderr.count("\n") == 1
 
 
