@@ -1,0 +1,54 @@
+"""The errors of resultstore-encryption, placed in resultstore's own hierarchy.
+
+A caller that already handles :class:`resultstore.errors.DecodeError` handles
+these too; the subclasses only add which part of decryption went wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from resultstore.errors import CorruptPayloadError, DecodeError, UnknownCodecError
+
+__all__ = ["DecryptionError", "UnencryptedPayloadError", "UnknownKeyError"]
+
+
+class DecryptionError(CorruptPayloadError):
+    """An encrypted payload failed authentication: it was altered, or the key differs."""
+
+    def __init__(self, kid: str, detail: str = "") -> None:
+        self.kid = kid
+        super().__init__(
+            f"encrypted payload (kid={kid}) failed authentication{detail}: it was altered "
+            f"after it was written (ciphertext or header), or it was encrypted with a "
+            f"different key under the same key id; give every writer and reader the same "
+            f"key for kid={kid}, and never reuse a key id for a new key"
+        )
+
+
+class UnknownKeyError(UnknownCodecError):
+    """A payload was encrypted under a key id that this reader's keyring lacks."""
+
+    def __init__(self, kid: str, known: Iterable[str]) -> None:
+        self.kid = kid
+        self.known = tuple(known)
+        super().__init__(
+            f"payload was encrypted with key id {kid!r}, which this reader's keyring does "
+            f"not have (it has: {', '.join(self.known)}); add that key for reading, after "
+            f"the active key: Encryption(keys={{<active id>: ..., {kid!r}: <key>}}) or "
+            f"RESULTSTORE_ENCRYPTION_KEYS='<active id>:<key>,{kid}:<key>'"
+        )
+
+
+class UnencryptedPayloadError(DecodeError):
+    """A plaintext payload was read while ``require_encryption`` is on."""
+
+    def __init__(self, fields: Iterable[str]) -> None:
+        self.fields = tuple(fields)
+        super().__init__(
+            f"stored payload is not encrypted (header: {';'.join(self.fields) or 'none'}) and "
+            f"this reader requires encryption; it was written by a process without the "
+            f"encryption plugin, or planted by someone without the key. Forget the task, "
+            f"or turn require_encryption off while plaintext results from before the "
+            f"migration are still being read"
+        )

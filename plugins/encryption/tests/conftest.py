@@ -1,0 +1,43 @@
+"""Shared fixtures: fresh keys, an environment without encryption settings, store helpers."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from resultstore import ResultStore
+from resultstore_encryption import KEYS_ENV, REQUIRE_ENV, generate_key
+
+
+@pytest.fixture(autouse=True)
+def _no_encryption_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The entry-point plugin reads these at build_hooks(); a developer's own
+    # settings must not change what a test sees.
+    monkeypatch.delenv(KEYS_ENV, raising=False)
+    monkeypatch.delenv(REQUIRE_ENV, raising=False)
+    monkeypatch.delenv("RESULTSTORE_DISABLE_PLUGINS", raising=False)
+
+
+@pytest.fixture
+def key1() -> bytes:
+    return generate_key()
+
+
+@pytest.fixture
+def key2() -> bytes:
+    return generate_key()
+
+
+@pytest.fixture
+def memory_url() -> str:
+    """A named in-process store, so that several ResultStores can share it."""
+    return f"memory://enc-{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def open_stores() -> Iterator[list[ResultStore]]:
+    stores: list[ResultStore] = []
+    yield stores
+    for store in stores:
+        store.close()
