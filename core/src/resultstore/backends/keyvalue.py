@@ -12,7 +12,9 @@ Every key starts with the backend's ``prefix`` (default ``resultstore:``)::
 
 A result's state is kept on a line of its own before the payload (percent-encoded),
 so that enforcing "a ready state is final" never has to decode a payload, whatever
-codec or encryption plugin wrote it. Every key is written with ``ttl=expires``.
+codec or encryption plugin wrote it. Every key is written with ``ttl=expires``; a
+chord's size and parts set are refreshed by each part, while a part's payload lives
+``expires`` after that part arrived, like any result.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ MAX_STORE_ATTEMPTS = 64
 Clock = Callable[[], float]
 
 _FRAME_MAGIC = b"rskv1 state="
+_MIN_SWEEP_INTERVAL = 1024
 # A state is a short name; the bound only keeps a damaged value from being scanned whole.
 _MAX_FRAME = 1024
 
@@ -457,6 +460,7 @@ class DictKeyValueStore:
         self._lock = threading.Lock()
         self._items: dict[str, _Item] = {}
         self._writes_since_sweep = 0
+        self._sweep_after = _MIN_SWEEP_INTERVAL
 
     # Every helper below runs under self._lock.
 
@@ -484,10 +488,11 @@ class DictKeyValueStore:
 
     def _write(self, key: str, item: _Item) -> None:
         self._items[key] = item
-        # Sweeping once per len(items) writes keeps memory bounded by the live
-        # keys at O(1) amortized cost per write.
+        # A sweep costs O(keys); running one after as many writes as there were
+        # keys left by the last sweep keeps that O(1) amortized per write while
+        # memory stays within about twice the live keys.
         self._writes_since_sweep += 1
-        if self._writes_since_sweep > max(len(self._items), 1024):
+        if self._writes_since_sweep >= self._sweep_after:
             self._sweep()
 
     def _sweep(self) -> list[str]:
@@ -500,6 +505,7 @@ class DictKeyValueStore:
         ]
         for key in dead:
             del self._items[key]
+        self._sweep_after = max(len(self._items), _MIN_SWEEP_INTERVAL)
         return dead
 
     # -- KeyValueStore -------------------------------------------------------------
