@@ -1,12 +1,10 @@
-"""Shared fixtures: fresh keys, an environment without encryption settings, store helpers."""
+"""Shared fixtures: fresh keys, named memory stores, and an environment without encryption."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import pytest
-from resultstore import ResultStore
 from resultstore_encryption import KEYS_ENV, REQUIRE_ENV, generate_key
 
 
@@ -33,11 +31,3 @@ def key2() -> bytes:
 def memory_url() -> str:
     """A named in-process store, so that several ResultStores can share it."""
     return f"memory://enc-{uuid.uuid4().hex}"
-
-
-@pytest.fixture
-def open_stores() -> Iterator[list[ResultStore]]:
-    stores: list[ResultStore] = []
-    yield stores
-    for store in stores:
-        store.close()

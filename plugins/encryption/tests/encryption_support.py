@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import resultstore
 from resultstore import ResultStore
 from resultstore.backends.memory import MemoryBackend
@@ -17,5 +19,5 @@ def raw_result(store: ResultStore, task_id: str) -> bytes:
     return memory(store).data.results[task_id].payload
 
 
-def connect(url: str, *plugins: object, **options: object) -> ResultStore:
+def connect(url: str, *plugins: object, **options: Any) -> ResultStore:
     return resultstore.connect(url, plugins=plugins, **options)

@@ -192,6 +192,11 @@ def parse_keys(text: str, *, source: str) -> Keyring:
             )
         # An invalid id is not shown: a key pasted before the ':' would be.
         kid = _check_kid(kid, f"{source} entry {position}", show=False)
+        if any(key.kid == kid for key in keys):
+            raise ConfigurationError(
+                f"{source}: key id {kid!r} appears twice (entry {position}); each id names "
+                f"exactly one key (give a new key a new id)"
+            )
         keys.append(Key(kid, _key_bytes(kid, value, source)))
     if not keys:
         raise ConfigurationError(
