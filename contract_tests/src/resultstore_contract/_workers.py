@@ -1,0 +1,125 @@
+"""Work done in spawned processes for the checks of shared backends.
+
+Spawned children import their target by name, so every job function lives
+at module level here; each connects to the store itself, the way a worker
+process of a task queue does.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import attrs
+from resultstore import ResultStore
+from resultstore.models import ChordOutcome, StoreOutcome, TaskResult
+
+__all__ = ["chord_parts", "run_in_processes", "store_results", "store_sequence"]
+
+#: seconds a child may take, start-up included, before the parent gives up on it.
+CHILD_TIMEOUT = 120.0
+
+Job = Callable[..., Any]
+
+
+@attrs.frozen
+class _Order:
+    """What one child does: connect, maybe wait for the others, run the job."""
+
+    index: int
+    job: Job
+    url: str
+    options: Mapping[str, Any]
+    plugins: Sequence[object]
+    args: tuple[Any, ...]
+
+
+def _child(order: _Order, gate: Any, results: Any) -> None:
+    import resultstore
+
+    try:
+        store = resultstore.connect(order.url, plugins=order.plugins, **order.options)
+        try:
+            if gate is not None:
+                gate.wait(CHILD_TIMEOUT)
+            results.put((order.index, True, order.job(store, *order.args)))
+        finally:
+            store.close()
+    except BaseException:
+        results.put((order.index, False, traceback.format_exc()))
+
+
+def run_in_processes(
+    job: Job,
+    url: str,
+    options: Mapping[str, Any],
+    plugins: Sequence[object],
+    jobs: Sequence[tuple[Any, ...]],
+    *,
+    together: bool = False,
+) -> list[Any]:
+    """Run ``job(store, *args)`` for each ``args`` of ``jobs``, each in a spawned process.
+
+    With ``together``, the children start their job at the same moment (a
+    barrier), to make them race. Returns what each job returned, in order;
+    a child's exception fails the calling test with the child's traceback.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    results = ctx.Queue()
+    gate = ctx.Barrier(len(jobs)) if together else None
+    children = [
+        ctx.Process(
+            target=_child,
+            args=(_Order(i, job, url, dict(options), tuple(plugins), args), gate, results),
+            daemon=True,
+        )
+        for i, args in enumerate(jobs)
+    ]
+    for child in children:
+        child.start()
+    answers: dict[int, Any] = {}
+    errors: list[str] = []
+    try:
+        for _ in children:
+            try:
+                index, ok, value = results.get(timeout=CHILD_TIMEOUT)
+            except queue.Empty:
+                raise AssertionError(
+                    f"a child process ran {job.__name__} for over {CHILD_TIMEOUT} s"
+                ) from None
+            if ok:
+                answers[index] = value
+            else:
+                errors.append(value)
+    finally:
+        for child in children:
+            child.join(timeout=10)
+            if child.is_alive():
+                child.kill()
+                child.join()
+        results.close()
+    if errors:
+        raise AssertionError("a child process failed:\n" + "\n".join(errors))
+    return [answers[i] for i in range(len(jobs))]
+
+
+def store_results(store: ResultStore, results: Sequence[TaskResult]) -> list[StoreOutcome]:
+    """Store each result in turn."""
+    return [store.store(result) for result in results]
+
+
+def store_sequence(
+    store: ResultStore, rounds: Sequence[Sequence[TaskResult]]
+) -> list[list[StoreOutcome]]:
+    """Store each round's results in turn (one round per contested task)."""
+    return [[store.store(result) for result in sequence] for sequence in rounds]
+
+
+def chord_parts(
+    store: ResultStore, group_id: str, parts: Sequence[tuple[int, TaskResult]]
+) -> list[ChordOutcome]:
+    """Return each ``(index, result)`` part of the chord ``group_id`` in turn."""
+    return [store.chord_part_return(group_id, index, result) for index, result in parts]
