@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import sqlite3
 import threading
 import time
@@ -149,12 +150,13 @@ class SQLiteBackend:
     )
 
     def __init__(self, config: BackendConfig) -> None:
+        # The URL first: a wrong URL explains more than the options left over from it.
+        self.path = database_path(config.url)
         self._serializer: Serializer = config.serializer
         self._expires = config.expires
         self._clock: Clock = config.options.take("clock", _callable, time.time)
         self.timeout: float = config.options.take("timeout", _timeout, DEFAULT_TIMEOUT)
         config.options.finish()
-        self.path = database_path(config.url)
         self._lock = threading.Lock()
         self._local = threading.local()
         self._connections: list[tuple[threading.Thread, sqlite3.Connection]] = []
@@ -231,7 +233,7 @@ class SQLiteBackend:
             )
         try:
             with self._errors():
-                _prepare(conn, path)
+                _prepare_patiently(conn, path, self.timeout)
         except BaseException:
             conn.close()
             raise
@@ -515,6 +517,34 @@ class SQLiteBackend:
         return int(deleted)
 
 
+def _prepare_patiently(conn: sqlite3.Connection, path: Path, timeout: float) -> None:
+    """:func:`_prepare`, retried while another connection is opening the same file.
+
+    Switching to WAL needs an exclusive lock, and when several connections
+    open a fresh file at once SQLite answers "locked" at once instead of
+    calling the busy handler (waiting could deadlock), so the wait is here.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.002
+    while True:
+        try:
+            _prepare(conn, path)
+        except sqlite3.OperationalError as exc:
+            remaining = deadline - time.monotonic()
+            if not _is_busy(exc) or remaining <= 0:
+                raise
+            # Jitter so that the openers do not retry in lockstep.
+            time.sleep(min(remaining, delay * random.uniform(0.5, 1.5)))
+            delay = min(delay * 2, 0.1)
+        else:
+            return
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
 def _prepare(conn: sqlite3.Connection, path: Path) -> None:
     """Set the per-connection pragmas and create or check the schema."""
     # WAL is a property of the file: switch only when needed, since the switch
@@ -579,7 +609,7 @@ def _newer_schema(path: Path, version: int) -> BackendUnavailableError:
 def _unavailable(exc: sqlite3.DatabaseError, path: Path, timeout: float) -> BackendUnavailableError:
     text = str(exc)
     lowered = text.lower()
-    if "locked" in lowered or "busy" in lowered:
+    if _is_busy(exc):
         advice = (
             f"the SQLite database {path} stayed locked by another connection for more than "
             f"the {timeout:g} s timeout ({text}); a long transaction elsewhere holds it. "
