@@ -21,6 +21,7 @@ from rich.pretty import Pretty
 from rich.table import Table
 from rich.text import Text
 
+from resultstore.demo import demo_command, watch_command
 from resultstore.discovery import installed_backends
 from resultstore.errors import ResultStoreError
 from resultstore.hooks import build_hooks
@@ -292,3 +293,9 @@ def cleanup(state: CliState) -> None:
         deleted = store.cleanup()
     noun = "result" if deleted == 1 else "results"
     click.echo(f"Deleted {deleted} expired {noun} from {state.redacted_url}.")
+
+
+# -- demo and watch (written in resultstore.demo, which workers import without the CLI) ---
+
+main.add_command(demo_command)
+main.add_command(watch_command)

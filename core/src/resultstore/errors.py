@@ -20,6 +20,7 @@ password: URLs are shown through :func:`resultstore.urls.redact`.
     │       ├── UnknownCodecError
     │       └── UnsafeCodecError
     ├── ChordError
+    │   └── ChordPartFailedError
     └── ResultTimeoutError (also a builtin TimeoutError)
 
 Errors that tasks raised are not here: they come back as their own type or
@@ -33,6 +34,7 @@ from collections.abc import Iterable
 __all__ = [
     "BackendUnavailableError",
     "ChordError",
+    "ChordPartFailedError",
     "ConfigurationError",
     "CorruptPayloadError",
     "DecodeError",
@@ -130,6 +132,28 @@ class UnsafeCodecError(DecodeError):
 
 class ChordError(ResultStoreError):
     """A chord was used wrongly (no size set, index out of range, ...)."""
+
+
+class ChordPartFailedError(ChordError):
+    """A chord's callback did not run because a header part failed or was revoked.
+
+    Stored as the callback's FAILURE; the part's own exception is its cause.
+    Its arguments are plain values so that it is rebuilt as itself when read.
+    """
+
+    def __init__(self, group_id: str, index: int, task_id: str, state: str, reason: str) -> None:
+        super().__init__(group_id, index, task_id, state, reason)
+        self.group_id = group_id
+        self.index = index
+        self.task_id = task_id
+        self.state = state
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return (
+            f"chord {self.group_id!r}: header part {self.index} (task {self.task_id!r}) "
+            f"ended in {self.state}: {self.reason}; the callback did not run"
+        )
 
 
 class ResultTimeoutError(ResultStoreError, TimeoutError):

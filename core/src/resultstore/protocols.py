@@ -30,6 +30,7 @@ __all__ = [
     "SupportsChords",
     "SupportsCleanup",
     "SupportsGroups",
+    "SupportsNativeAsync",
     "SupportsPush",
 ]
 
@@ -199,6 +200,20 @@ class AsyncResultBackend(Protocol):
     async def forget(self, task_id: str) -> None: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class SupportsNativeAsync(Protocol):
+    """Declared by ``Capability.NATIVE_ASYNC``: the backend has an asyncio twin of its own."""
+
+    def async_backend(self) -> AsyncResultBackend:
+        """Build the native asyncio twin, configured like this backend.
+
+        :func:`resultstore.aio.connect_async` calls it once, inside the event
+        loop that will use the twin, and awaits the twin's ``close()`` when
+        done. Backends without it are driven through a thread pool.
+        """
+        ...
 
 
 @runtime_checkable

@@ -9,16 +9,17 @@ capability is missing with an error that names it.
 from __future__ import annotations
 
 import os
+import threading
 import traceback as tb
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from resultstore.codecs import CodecOptions, Serializer
 from resultstore.config import DEFAULT_EXPIRES, BackendConfig
 from resultstore.discovery import find_backend
-from resultstore.errors import UnsupportedOperationError
+from resultstore.errors import ResultStoreError, UnsupportedOperationError
 from resultstore.hooks import Hooks, build_hooks
 from resultstore.models import ChordOutcome, ChordState, Group, StoreOutcome, TaskResult, utcnow
 from resultstore.options import Options, parse_duration
@@ -34,6 +35,10 @@ from resultstore.protocols import (
 from resultstore.remote import TaskRevokedError, describe_exception
 from resultstore.states import State
 from resultstore.urls import BackendURL, parse_url
+
+if TYPE_CHECKING:
+    from resultstore.result import AsyncResult, ChordResult, GroupResult
+    from resultstore.waiting import WaitHub
 
 __all__ = ["URL_ENV", "ResultStore", "connect", "default_url"]
 
@@ -54,6 +59,7 @@ def connect(
     *,
     plugins: Iterable[object] = (),
     hooks: Hooks | None = None,
+    allowed_exceptions: Iterable[type[BaseException]] = (),
     **options: Any,
 ) -> ResultStore:
     """Build the backend for ``url`` and return a :class:`ResultStore` over it.
@@ -63,7 +69,8 @@ def connect(
     one day), ``codec`` (json, msgpack, pickle), ``accept``, ``compression``
     (zlib, zstd), ``compress_threshold``, ``max_result_size``; the rest
     belong to the backend. ``plugins`` are registered on top of the installed
-    ones (or pass ready-made ``hooks``).
+    ones (or pass ready-made ``hooks``). ``allowed_exceptions`` are task
+    exception classes that result handles rebuild as themselves.
     """
     parsed = parse_url(url if url is not None else default_url())
     if hooks is None:
@@ -83,7 +90,13 @@ def connect(
     except Exception:
         backend.close()
         raise
-    return ResultStore(backend, url=parsed, hooks=hooks, serializer=serializer)
+    return ResultStore(
+        backend,
+        url=parsed,
+        hooks=hooks,
+        serializer=serializer,
+        allowed_exceptions=allowed_exceptions,
+    )
 
 
 class ResultStore:
@@ -96,12 +109,18 @@ class ResultStore:
         url: BackendURL,
         hooks: Hooks,
         serializer: Serializer,
+        allowed_exceptions: Iterable[type[BaseException]] = (),
     ) -> None:
         self.backend = backend
         self.url = url
         self.hooks = hooks
         self.serializer = serializer
+        #: task exception classes that result handles rebuild as themselves.
+        self.allowed_exceptions: tuple[type[BaseException], ...] = tuple(allowed_exceptions)
         self._observed = hooks.observes()
+        self._hub: WaitHub | None = None
+        self._hub_lock = threading.Lock()
+        self._closed = False
 
     def __repr__(self) -> str:
         return f"<ResultStore {self.url.redacted()}>"
@@ -236,6 +255,50 @@ class ResultStore:
             group_id
         )
 
+    # -- result handles and waiting ---------------------------------------------
+
+    @property
+    def hub(self) -> WaitHub:
+        """The one waiter this store shares in this process (made on first use)."""
+        from resultstore.waiting import WaitHub
+
+        with self._hub_lock:
+            if self._closed:
+                raise ResultStoreError(
+                    f"{self!r} is closed; open it again with resultstore.connect() "
+                    f"to wait on results"
+                )
+            # A forked child inherits no thread: it gets a hub of its own.
+            if self._hub is None or self._hub.pid != os.getpid():
+                self._hub = WaitHub(self)
+            return self._hub
+
+    def result(self, task_id: str) -> AsyncResult:
+        """A handle to read and wait on the result of ``task_id``."""
+        from resultstore.result import AsyncResult
+
+        return AsyncResult(task_id, self)
+
+    def group_result(self, group_id: str, task_ids: Sequence[str]) -> GroupResult:
+        """A handle on the results of ``task_ids`` (not saved: call ``save()`` for that)."""
+        from resultstore.result import GroupResult
+
+        return GroupResult(group_id, task_ids, self)
+
+    def restore_group(self, group_id: str) -> GroupResult | None:
+        """A handle on the saved group ``group_id``, or None if it was never saved or expired."""
+        from resultstore.result import GroupResult
+
+        return GroupResult.restore(group_id, self)
+
+    def chord_result(
+        self, group_id: str, header_ids: Sequence[str], callback_id: str
+    ) -> ChordResult:
+        """A handle on a chord: its header group and its callback's result."""
+        from resultstore.result import ChordResult
+
+        return ChordResult(group_id, header_ids, callback_id, self)
+
     # -- housekeeping ------------------------------------------------------------
 
     def cleanup(self) -> int:
@@ -243,6 +306,12 @@ class ResultStore:
         return cast(SupportsCleanup, self._require(Capability.CLEANUP, "cleanup")).cleanup()
 
     def close(self) -> None:
+        """Stop the waiting machinery (waiters get an error), then close the backend."""
+        with self._hub_lock:
+            hub, self._hub = self._hub, None
+            self._closed = True
+        if hub is not None and hub.pid == os.getpid():
+            hub.close()
         self.backend.close()
 
     def __enter__(self) -> ResultStore:
