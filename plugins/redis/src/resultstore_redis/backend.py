@@ -1,0 +1,269 @@
+"""The Redis backend: every operation one round trip, atomic where it matters.
+
+Keys (under ``key_prefix``, default ``resultstore:``)::
+
+    task:<id>                 "<state>\\0<payload>", with the result TTL
+    chan:<id>                 pub/sub channel announcing a store of <id>
+    group:{<gid>}             the group payload
+    chord:{<gid>}:size        the expected number of header parts
+    chord:{<gid>}:parts       hash: part index -> part payload
+    chord:{<gid>}:done        token of the call that completed the chord
+
+The ``{<gid>}`` hash tag keeps a group's keys on one Cluster node, so the
+chord script runs there.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import redis.exceptions
+from resultstore.codecs import Serializer
+from resultstore.config import BackendConfig
+from resultstore.errors import ChordError
+from resultstore.models import ChordOutcome, ChordState, Group, StoreOutcome, TaskResult
+from resultstore.protocols import Capability
+from resultstore.states import state_from_str
+
+from resultstore_redis import scripts
+from resultstore_redis.client import ClientSettings, Retrier, build_client
+from resultstore_redis.listener import RedisListener
+
+__all__ = ["RedisBackend"]
+
+_SEP = b"\0"
+_CHUNK = 1000
+
+
+def _text(value: Any) -> str | None:
+    if value is None or value is False:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RedisBackend:
+    """Results, groups and chords in Redis; waiting through pub/sub."""
+
+    capabilities = frozenset(
+        {
+            Capability.BULK_GET,
+            Capability.BATCH_STORE,
+            Capability.PUSH,
+            Capability.AUTO_EXPIRY,
+            Capability.GROUPS,
+            Capability.CHORDS,
+            Capability.SHARED,
+        }
+    )
+
+    def __init__(self, config: BackendConfig) -> None:
+        settings = ClientSettings.take_from(config.options)
+        config.options.finish()
+        self._serializer: Serializer = config.serializer
+        self._prefix = settings.key_prefix
+        self._ttl_ms = "0" if config.expires is None else str(max(1, int(config.expires * 1000)))
+        self.client, self.cluster = build_client(config.url, settings)
+        self.retry = Retrier(config.url.redacted(), settings.retry_total)
+        self._store_script = self.client.register_script(scripts.STORE)
+        self._chord_script = self.client.register_script(scripts.CHORD_PART)
+
+    # -- keys --------------------------------------------------------------------
+
+    def _task_key(self, task_id: str) -> str:
+        return f"{self._prefix}task:{task_id}"
+
+    def channel(self, task_id: str) -> str:
+        return f"{self._prefix}chan:{task_id}"
+
+    def _group_key(self, group_id: str) -> str:
+        return f"{self._prefix}group:{{{group_id}}}"
+
+    def _chord_keys(self, group_id: str) -> list[str]:
+        base = f"{self._prefix}chord:{{{group_id}}}"
+        return [f"{base}:size", f"{base}:parts", f"{base}:done"]
+
+    # -- values -------------------------------------------------------------------
+
+    def _value(self, result: TaskResult) -> bytes:
+        return str(result.state).encode() + _SEP + self._serializer.dumps(result)
+
+    def _decode(self, raw: bytes) -> TaskResult:
+        _, sep, payload = raw.partition(_SEP)
+        return self._serializer.loads(payload if sep else raw, TaskResult)
+
+    def _outcome(self, reply: Sequence[Any], result: TaskResult) -> StoreOutcome:
+        stored, previous = bool(reply[0]), _text(reply[1])
+        prev_state = state_from_str(previous) if previous else None
+        if stored:
+            return StoreOutcome(stored=True, state=result.state, previous_state=prev_state)
+        assert prev_state is not None  # the script only refuses over a stored ready state
+        return StoreOutcome(stored=False, state=prev_state, previous_state=prev_state)
+
+    def _store_args(self, result: TaskResult, overwrite: bool) -> tuple[list[str], list[Any]]:
+        keys = [self._task_key(result.task_id)]
+        args = [
+            self._value(result),
+            str(result.state),
+            self._ttl_ms,
+            "1" if overwrite else "0",
+            self.channel(result.task_id),
+        ]
+        return keys, args
+
+    # -- ResultBackend ----------------------------------------------------------------
+
+    def store(self, result: TaskResult, *, overwrite: bool = False) -> StoreOutcome:
+        keys, args = self._store_args(result, overwrite)
+        reply = self.retry(lambda: self._store_script(keys=keys, args=args))
+        return self._outcome(reply, result)
+
+    def store_many(
+        self, results: Sequence[TaskResult], *, overwrite: bool = False
+    ) -> list[StoreOutcome]:
+        calls = [self._store_args(result, overwrite) for result in results]
+
+        def run() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            for keys, args in calls:
+                self._store_script(keys=keys, args=args, client=pipe)
+            return list(pipe.execute())
+
+        replies = self.retry(self._cluster_batch(calls) if self.cluster else run)
+        return [
+            self._outcome(reply, result) for reply, result in zip(replies, results, strict=True)
+        ]
+
+    def _cluster_batch(self, calls: list[tuple[list[str], list[Any]]]) -> Any:
+        """Cluster pipelines cannot run scripts, so pipeline per node instead;
+        a call that meets a moved slot is done again through the cluster client."""
+
+        def run() -> list[Any]:
+            replies: list[Any] = [None] * len(calls)
+            by_node: dict[str, list[int]] = {}
+            nodes: dict[str, Any] = {}
+            for index, (keys, _) in enumerate(calls):
+                node = self.client.get_node_from_key(keys[0])
+                by_node.setdefault(node.name, []).append(index)
+                nodes[node.name] = node
+            for name, indices in by_node.items():
+                pipe = nodes[name].redis_connection.pipeline(transaction=False)
+                for index in indices:
+                    keys, args = calls[index]
+                    self._store_script(keys=keys, args=args, client=pipe)
+                answers = pipe.execute(raise_on_error=False)
+                for index, answer in zip(indices, answers, strict=True):
+                    replies[index] = answer
+                    if isinstance(answer, redis.exceptions.ResponseError):
+                        keys, args = calls[index]
+                        replies[index] = self._store_script(keys=keys, args=args)
+            return replies
+
+        return run
+
+    def get(self, task_id: str) -> TaskResult | None:
+        raw = self.retry(lambda: self.client.get(self._task_key(task_id)))
+        return None if raw is None else self._decode(raw)
+
+    def get_many(self, task_ids: Sequence[str]) -> dict[str, TaskResult | None]:
+        ids = list(dict.fromkeys(task_ids))
+        keys = [self._task_key(t) for t in ids]
+
+        def run() -> list[Any]:
+            if self.cluster:
+                return list(self.client.mget_nonatomic(keys))
+            if len(keys) <= _CHUNK:
+                return list(self.client.mget(keys))
+            pipe = self.client.pipeline(transaction=False)
+            for start in range(0, len(keys), _CHUNK):
+                pipe.mget(keys[start : start + _CHUNK])
+            return [value for chunk in pipe.execute() for value in chunk]
+
+        values = self.retry(run) if keys else []
+        return {
+            task_id: None if raw is None else self._decode(raw)
+            for task_id, raw in zip(ids, values, strict=True)
+        }
+
+    def forget(self, task_id: str) -> None:
+        self.retry(lambda: self.client.delete(self._task_key(task_id)))
+
+    def close(self) -> None:
+        self.client.close()
+
+    def plant_payload(self, task_id: str, payload: bytes, state: str = "SUCCESS") -> None:
+        """Put raw bytes where a result would be (tests of corrupt payloads)."""
+        self.client.set(self._task_key(task_id), state.encode() + _SEP + payload)
+
+    # -- groups --------------------------------------------------------------------------
+
+    def _set(self, key: str, value: bytes) -> None:
+        px = None if self._ttl_ms == "0" else int(self._ttl_ms)
+        self.retry(lambda: self.client.set(key, value, px=px))
+
+    def save_group(self, group: Group) -> None:
+        self._set(self._group_key(group.group_id), self._serializer.dumps(group))
+
+    def get_group(self, group_id: str) -> Group | None:
+        raw = self.retry(lambda: self.client.get(self._group_key(group_id)))
+        return None if raw is None else self._serializer.loads(raw, Group)
+
+    def delete_group(self, group_id: str) -> None:
+        self.retry(lambda: self.client.delete(self._group_key(group_id)))
+
+    # -- chords --------------------------------------------------------------------------
+
+    def set_chord_size(self, group_id: str, size: int) -> None:
+        if size < 0:
+            raise ChordError(f"chord size must be >= 0, got {size}")
+        self._set(self._chord_keys(group_id)[0], str(size).encode())
+
+    def chord_part_return(self, group_id: str, index: int, result: TaskResult) -> ChordOutcome:
+        keys = self._chord_keys(group_id)
+        # The same token across retries lets a completing call whose reply was
+        # lost still learn that it completed the chord.
+        args = [str(index), self._serializer.dumps(result), self._ttl_ms, uuid.uuid4().hex]
+        reply = self.retry(lambda: self._chord_script(keys=keys, args=args))
+        status, added, received, size = (int(v) for v in reply[:4])
+        if status == -1:
+            raise ChordError(
+                f"chord {group_id!r} has no size set (or it expired); call "
+                f"set_chord_size({group_id!r}, n) before its parts return"
+            )
+        if status == -2:
+            raise ChordError(f"chord {group_id!r} part index {index} is out of range 0..{size - 1}")
+        results = None
+        if status == 1:
+            flat = reply[4]
+            parts = {int(flat[i]): flat[i + 1] for i in range(0, len(flat), 2)}
+            results = tuple(self._serializer.loads(parts[i], TaskResult) for i in range(size))
+        return ChordOutcome(
+            group_id=group_id,
+            index=index,
+            complete=status == 1,
+            duplicate=not added,
+            received=received,
+            size=size,
+            results=results,
+        )
+
+    def get_chord(self, group_id: str) -> ChordState | None:
+        size_key, parts_key, done_key = self._chord_keys(group_id)
+
+        def run() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.get(size_key)
+            pipe.hkeys(parts_key)
+            pipe.exists(done_key)
+            return list(pipe.execute())
+
+        size, fields, done = self.retry(run)
+        if size is None:
+            return None
+        return ChordState(group_id, int(size), frozenset(int(f) for f in fields), bool(done))
+
+    # -- push ------------------------------------------------------------------------------
+
+    def listener(self) -> RedisListener:
+        return RedisListener(self.client, self.channel, len(self.channel("")))

@@ -1,0 +1,277 @@
+"""From a backend URL and options to a redis-py client, and bounded retries.
+
+Schemes: ``redis://`` and ``rediss://`` (TLS), ``redis+unix:///path.sock``,
+``redis+sentinel://h1:26379,h2:26379/0?master_name=mymaster`` and
+``redis+cluster://h1:7000,h2:7001``. Everything here imports redis lazily
+from the factory, never at discovery time.
+"""
+
+from __future__ import annotations
+
+import random
+import ssl
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import attrs
+import redis
+import redis.backoff
+import redis.cluster
+import redis.exceptions
+import redis.retry
+import redis.sentinel
+from resultstore.errors import BackendUnavailableError, ConfigurationError, InvalidURLError
+from resultstore.options import Options, parse_bool, parse_duration
+from resultstore.urls import BackendURL
+
+__all__ = ["RETRYABLE", "ClientSettings", "Retrier", "build_client"]
+
+T = TypeVar("T")
+
+#: errors after which the same call is tried again (the server went away,
+#: timed out, is loading, or is a replica that a failover demoted).
+RETRYABLE: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+)
+
+_CERT_REQS = {"required": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL, "none": ssl.CERT_NONE}
+
+
+def _cert_reqs(value: object) -> str:
+    text = str(value).strip().lower()
+    if text not in _CERT_REQS:
+        raise ValueError(f"expected one of {', '.join(_CERT_REQS)}")
+    return text
+
+
+def _positive_int(value: object) -> int:
+    number = int(str(value))
+    if number <= 0:
+        raise ValueError("expected a positive integer")
+    return number
+
+
+@attrs.frozen
+class ClientSettings:
+    """The options this plugin takes, with their defaults."""
+
+    key_prefix: str = "resultstore:"
+    max_connections: int = 50
+    socket_timeout: float | None = 10.0
+    socket_connect_timeout: float | None = 5.0
+    health_check_interval: float = 30.0
+    #: total seconds a call keeps retrying after connection errors.
+    retry_total: float = 20.0
+    master_name: str | None = None
+    sentinel_password: str | None = None
+    ssl_ca_certs: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_cert_reqs: str = "required"
+    ssl_check_hostname: bool = True
+    client_name: str | None = None
+    #: database number where the URL path cannot say it (redis+unix).
+    db: int = 0
+
+    @classmethod
+    def take_from(cls, options: Options) -> ClientSettings:
+        d = cls()
+        return cls(
+            key_prefix=options.take("key_prefix", str, d.key_prefix),
+            max_connections=options.take("max_connections", _positive_int, d.max_connections),
+            socket_timeout=options.take("socket_timeout", parse_duration, d.socket_timeout),
+            socket_connect_timeout=options.take(
+                "socket_connect_timeout", parse_duration, d.socket_connect_timeout
+            ),
+            health_check_interval=options.take(
+                "health_check_interval", float, d.health_check_interval
+            ),
+            retry_total=options.take("retry_total", float, d.retry_total),
+            master_name=options.take("master_name", str, d.master_name),
+            sentinel_password=options.take("sentinel_password", str, d.sentinel_password),
+            ssl_ca_certs=options.take("ssl_ca_certs", str, d.ssl_ca_certs),
+            ssl_certfile=options.take("ssl_certfile", str, d.ssl_certfile),
+            ssl_keyfile=options.take("ssl_keyfile", str, d.ssl_keyfile),
+            ssl_cert_reqs=options.take("ssl_cert_reqs", _cert_reqs, d.ssl_cert_reqs),
+            ssl_check_hostname=options.take("ssl_check_hostname", parse_bool, d.ssl_check_hostname),
+            client_name=options.take("client_name", str, d.client_name),
+            db=options.take("db", int, d.db),
+        )
+
+
+def _db(url: BackendURL, settings: ClientSettings) -> int:
+    path = url.path.strip("/")
+    if not path or url.scheme == "redis+unix":
+        return settings.db
+    try:
+        return int(path)
+    except ValueError:
+        raise InvalidURLError(
+            f"{url}: the path must be a database number such as /0, got {url.path!r}"
+        ) from None
+
+
+def _sentinel_path(url: BackendURL, settings: ClientSettings) -> tuple[str, int]:
+    """``/mymaster/0``, ``/mymaster`` or ``/0?master_name=mymaster``."""
+    parts = [p for p in url.path.split("/") if p]
+    master, db = settings.master_name, settings.db
+    if parts and not parts[-1].isdigit():
+        master = parts.pop()
+    elif len(parts) == 2:
+        master = parts[0]
+    if parts and parts[-1].isdigit():
+        db = int(parts[-1])
+    if not master:
+        raise ConfigurationError(
+            f"{url}: redis+sentinel needs the master's name, as in "
+            f"redis+sentinel://h1:26379,h2:26379/mymaster/0 or ?master_name=mymaster"
+        )
+    return master, db
+
+
+def _common(url: BackendURL, settings: ClientSettings, tls: bool) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "username": url.username,
+        "password": url.password,
+        "socket_timeout": settings.socket_timeout,
+        "socket_connect_timeout": settings.socket_connect_timeout,
+        "health_check_interval": settings.health_check_interval,
+        "client_name": settings.client_name,
+    }
+    if tls:
+        kwargs.update(
+            ssl=True,
+            ssl_ca_certs=settings.ssl_ca_certs,
+            ssl_certfile=settings.ssl_certfile,
+            ssl_keyfile=settings.ssl_keyfile,
+            ssl_cert_reqs=settings.ssl_cert_reqs,
+            ssl_check_hostname=settings.ssl_check_hostname and settings.ssl_cert_reqs != "none",
+        )
+    return kwargs
+
+
+def build_client(url: BackendURL, settings: ClientSettings) -> tuple[Any, bool]:
+    """A redis-py client for ``url`` and whether it is a cluster client."""
+    scheme = url.scheme
+    tls = scheme.startswith("rediss") or scheme.endswith("+tls")
+    if scheme in ("redis", "rediss"):
+        if len(url.hosts) > 1:
+            raise InvalidURLError(
+                f"{url} names several hosts; use redis+sentinel:// or redis+cluster:// for those"
+            )
+        kwargs = _common(url, settings, tls)
+        kwargs.pop("ssl", None)  # the connection class says it already
+        # One layer of retries, ours: bounded by total time, with full jitter.
+        kwargs["retry"] = redis.retry.Retry(redis.backoff.NoBackoff(), 0)
+        pool = redis.ConnectionPool(
+            connection_class=redis.SSLConnection if tls else redis.Connection,
+            host=url.host or "localhost",
+            port=url.port or 6379,
+            db=_db(url, settings),
+            max_connections=settings.max_connections,
+            **kwargs,
+        )
+        return redis.Redis(connection_pool=pool), False
+    if scheme == "redis+unix":
+        if not url.path:
+            raise InvalidURLError(
+                f"{url}: give the socket path, as in redis+unix:///run/redis.sock"
+            )
+        kwargs = _common(url, settings, False)
+        kwargs.pop("socket_connect_timeout")
+        kwargs["retry"] = redis.retry.Retry(redis.backoff.NoBackoff(), 0)
+        pool = redis.ConnectionPool(
+            connection_class=redis.UnixDomainSocketConnection,
+            path=url.path,
+            db=_db(url, settings),
+            max_connections=settings.max_connections,
+            **kwargs,
+        )
+        return redis.Redis(connection_pool=pool), False
+    if scheme in ("redis+sentinel", "rediss+sentinel"):
+        if not url.hosts:
+            raise InvalidURLError(
+                f"{url}: list the sentinels, as in redis+sentinel://h1:26379,h2:26379/0"
+            )
+        master_name, db = _sentinel_path(url, settings)
+        sentinel_kwargs: dict[str, Any] = {
+            "socket_timeout": settings.socket_timeout,
+            "socket_connect_timeout": settings.socket_connect_timeout,
+        }
+        if settings.sentinel_password:
+            sentinel_kwargs["password"] = settings.sentinel_password
+        sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]  # unannotated upstream
+            [(host, port or 26379) for host, port in url.hosts],
+            sentinel_kwargs=sentinel_kwargs,
+            **_common(url, settings, tls),
+        )
+        client = sentinel.master_for(  # type: ignore[no-untyped-call]  # unannotated upstream
+            master_name, db=db, max_connections=settings.max_connections
+        )
+        return client, False
+    if scheme in ("redis+cluster", "rediss+cluster"):
+        if not url.hosts:
+            raise InvalidURLError(
+                f"{url}: list one or more cluster nodes, as in redis+cluster://h1:7000"
+            )
+        kwargs = _common(url, settings, tls)
+        kwargs.pop("health_check_interval")
+        client = redis.cluster.RedisCluster(
+            startup_nodes=[
+                redis.cluster.ClusterNode(host, port or 6379)  # type: ignore[no-untyped-call]  # unannotated upstream
+                for host, port in url.hosts
+            ],
+            max_connections=settings.max_connections,
+            **kwargs,
+        )
+        return client, True
+    raise InvalidURLError(f"the redis plugin does not serve the scheme {scheme!r}")
+
+
+class Retrier:
+    """Runs calls again after connection errors: exponential backoff with full
+    jitter, bounded by a total time, then a clear error naming the server."""
+
+    def __init__(self, server: str, total: float, base: float = 0.025, cap: float = 1.0) -> None:
+        self.server = server
+        self.total = total
+        self.base = base
+        self.cap = cap
+        self.retries = 0  # how many times a call was tried again (for tests and metrics)
+
+    def __call__(self, call: Callable[[], T], *, on_retry: Callable[[], None] | None = None) -> T:
+        deadline = time.monotonic() + self.total
+        attempt = 0
+        while True:
+            try:
+                return call()
+            except redis.exceptions.AuthenticationError as exc:
+                raise ConfigurationError(
+                    f"Redis at {self.server} refused the credentials ({exc}); check the "
+                    f"username and password in the URL"
+                ) from exc
+            except RETRYABLE as exc:
+                delay = random.uniform(0, min(self.cap, self.base * 2**attempt))
+                if time.monotonic() + delay > deadline:
+                    raise BackendUnavailableError(
+                        f"Redis at {self.server} did not answer for {self.total:g} s "
+                        f"({type(exc).__name__}: {exc}); check that the server is running "
+                        f"and reachable, or raise retry_total"
+                    ) from exc
+                attempt += 1
+                self.retries += 1
+                time.sleep(delay)
+                if on_retry is not None:
+                    on_retry()
+            except redis.exceptions.ResponseError as exc:
+                if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
+                    raise ConfigurationError(
+                        f"Redis at {self.server} needs a password ({exc}); put it in the URL "
+                        f"as redis://:PASSWORD@host:port/db (or user:PASSWORD@ for ACL users)"
+                    ) from exc
+                raise

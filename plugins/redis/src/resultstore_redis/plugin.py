@@ -1,0 +1,40 @@
+"""Entry-point module of resultstore-redis: declares the schemes, imports no client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from resultstore import BackendSpec, Capability, hookimpl
+
+_CAPABILITIES = frozenset(
+    {
+        Capability.BULK_GET,
+        Capability.BATCH_STORE,
+        Capability.PUSH,
+        Capability.AUTO_EXPIRY,
+        Capability.GROUPS,
+        Capability.CHORDS,
+        Capability.SHARED,
+    }
+)
+_SUMMARIES = {
+    "redis": "Redis / Valkey over TCP",
+    "rediss": "Redis / Valkey over TLS",
+    "redis+unix": "Redis / Valkey over a unix socket",
+    "redis+sentinel": "Redis behind Sentinel (automatic failover)",
+    "redis+cluster": "Redis Cluster (keys of a group share a hash tag)",
+}
+
+
+@hookimpl
+def resultstore_register_backends() -> Iterable[BackendSpec]:
+    return [
+        BackendSpec(
+            scheme=scheme,
+            target="resultstore_redis.backend:RedisBackend",
+            capabilities=_CAPABILITIES,
+            summary=summary,
+            distribution="resultstore-redis",
+        )
+        for scheme, summary in _SUMMARIES.items()
+    ]

@@ -1,0 +1,267 @@
+"""What the contract suite cannot know about Redis: keys, TTLs, URLs, auth, retries."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import resultstore
+from resultstore import Capability, State, TaskResult
+from resultstore.errors import (
+    BackendUnavailableError,
+    ConfigurationError,
+    InvalidURLError,
+    ResultStoreError,
+)
+from resultstore_contract.servers import Server, start_redis
+from resultstore_redis.backend import RedisBackend
+
+
+def _prefix() -> str:
+    return f"t{uuid.uuid4().hex[:12]}:"
+
+
+@pytest.fixture
+def store(redis_server: Server) -> Iterator[resultstore.ResultStore]:
+    with resultstore.connect(redis_server.url, key_prefix=_prefix()) as store:
+        yield store
+
+
+def _raw(store: resultstore.ResultStore) -> redis.Redis:
+    backend = store.backend
+    assert isinstance(backend, RedisBackend)
+    return backend.client  # type: ignore[no-any-return]
+
+
+def test_store_keeps_state_in_front_of_payload_with_ttl(store: resultstore.ResultStore) -> None:
+    store.mark_as_done("a", {"x": 1})
+    key = f"{store.url.query.get('key_prefix', '')}"
+    backend = store.backend
+    assert isinstance(backend, RedisBackend)
+    raw = _raw(store).get(backend._task_key("a"))
+    assert raw is not None
+    state, _, payload = raw.partition(b"\0")
+    assert state == b"SUCCESS"
+    assert payload.startswith(b"rs1 codec=json\n")
+    ttl = _raw(store).pttl(backend._task_key("a"))
+    assert 86_000_000 < ttl <= 86_400_000
+    assert key == ""  # the prefix is an option, not part of the stored URL
+
+
+def test_expires_none_keeps_results_without_ttl(redis_server: Server) -> None:
+    with resultstore.connect(redis_server.url, key_prefix=_prefix(), expires="none") as store:
+        store.mark_as_done("a", 1)
+        backend = store.backend
+        assert isinstance(backend, RedisBackend)
+        assert _raw(store).pttl(backend._task_key("a")) == -1
+        assert store.get("a") is not None
+
+
+def test_short_expiry_really_expires(redis_server: Server) -> None:
+    with resultstore.connect(redis_server.url, key_prefix=_prefix(), expires=0.2) as store:
+        store.mark_as_done("a", 1)
+        assert store.get("a") is not None
+        time.sleep(0.4)
+        assert store.get("a") is None
+
+
+def test_ready_state_is_refused_inside_redis(store: resultstore.ResultStore) -> None:
+    assert store.mark_as_done("a", 1).stored
+    outcome = store.mark_as_started("a")
+    assert not outcome.stored
+    assert outcome.state == State.SUCCESS
+    got = store.get("a")
+    assert got is not None
+    assert got.result == 1
+    assert store.store(TaskResult("a", State.STARTED), overwrite=True).stored
+
+
+def test_store_publishes_on_the_task_channel(store: resultstore.ResultStore) -> None:
+    backend = store.backend
+    assert isinstance(backend, RedisBackend)
+    listener = backend.listener()
+    try:
+        listener.subscribe(["w"])
+        threading.Timer(0.05, lambda: store.mark_as_done("w", 5)).start()
+        assert listener.wait(5.0) == ["w"]
+        listener.unsubscribe(["w"])
+        assert listener.subscriptions == frozenset()
+    finally:
+        listener.close()
+
+
+def test_refused_store_does_not_publish(store: resultstore.ResultStore) -> None:
+    backend = store.backend
+    assert isinstance(backend, RedisBackend)
+    store.mark_as_done("w", 5)
+    listener = backend.listener()
+    try:
+        listener.subscribe(["w"])
+        assert not store.mark_as_started("w").stored
+        assert listener.wait(0.3) == []
+    finally:
+        listener.close()
+
+
+def test_bulk_get_of_many_ids_in_chunks(store: resultstore.ResultStore) -> None:
+    ids = [f"id{i}" for i in range(2500)]
+    store.store_many([TaskResult(i, State.SUCCESS, n) for n, i in enumerate(ids[:2400])])
+    got = store.get_many(ids)
+    assert list(got) == ids
+    assert [r.result if r else None for r in got.values()] == [*range(2400), *[None] * 100]
+
+
+def test_chord_keys_share_a_hash_tag(store: resultstore.ResultStore) -> None:
+    backend = store.backend
+    assert isinstance(backend, RedisBackend)
+    slots = {redis.cluster.key_slot(k.encode()) for k in backend._chord_keys("g1")}
+    slots.add(redis.cluster.key_slot(backend._group_key("g1").encode()))
+    assert len(slots) == 1
+
+
+def test_chord_completion_survives_a_retried_completing_call(
+    store: resultstore.ResultStore,
+) -> None:
+    """A completing call whose reply was lost is retried with the same token."""
+    backend = store.backend
+    assert isinstance(backend, RedisBackend)
+    store.set_chord_size("g", 1)
+    keys = backend._chord_keys("g")
+    payload = store.serializer.dumps(TaskResult("p", State.SUCCESS, 1))
+    first = backend._chord_script(keys=keys, args=["0", payload, "60000", "tok"])
+    again = backend._chord_script(keys=keys, args=["0", payload, "60000", "tok"])
+    other = backend._chord_script(keys=keys, args=["0", payload, "60000", "other"])
+    assert (first[0], again[0], other[0]) == (1, 1, 0)
+
+
+def test_wrong_password_is_a_clear_error_without_the_password(
+    redis_auth_server: Server,
+) -> None:
+    url = f"redis://:not-the-password@{redis_auth_server.host}:{redis_auth_server.port}/0"
+    with pytest.raises(ConfigurationError) as info:
+        resultstore.connect(url, retry_total=1).get("x")
+    assert "not-the-password" not in str(info.value)
+    assert "password" in str(info.value)
+
+
+def test_password_from_url_works(redis_auth_server: Server) -> None:
+    with resultstore.connect(redis_auth_server.url, key_prefix=_prefix()) as store:
+        store.mark_as_done("a", 1)
+        assert store.get("a") is not None
+        assert redis_auth_server.password not in repr(store)
+
+
+def test_tls_with_a_self_made_ca(redis_tls_server: Server) -> None:
+    assert redis_tls_server.ca_file is not None
+    with resultstore.connect(
+        redis_tls_server.url, key_prefix=_prefix(), ssl_ca_certs=str(redis_tls_server.ca_file)
+    ) as store:
+        store.mark_as_done("a", 1)
+        got = store.get("a")
+        assert got is not None
+        assert got.result == 1
+
+
+def test_tls_without_the_ca_is_refused(redis_tls_server: Server) -> None:
+    with pytest.raises(ResultStoreError):
+        resultstore.connect(redis_tls_server.url, key_prefix=_prefix(), retry_total=0.5).get("a")
+
+
+def test_dead_server_error_names_the_server_not_the_password() -> None:
+    with pytest.raises(BackendUnavailableError) as info:
+        resultstore.connect("redis://:hunter2@127.0.0.1:1/0", retry_total=0.3).get("x")
+    assert "127.0.0.1:1" in str(info.value)
+    assert "hunter2" not in str(info.value)
+
+
+def test_writes_resume_after_a_restart_on_the_same_port(tmp_path: Path) -> None:
+    with start_redis(tmp_path / "a") as server:
+        store = resultstore.connect(server.url, retry_total=15)
+        store.mark_as_done("before", 1)
+        port = server.port
+    # The server is gone; bring a new one up on the same port while the call retries.
+    restarted: list[subprocess.Popen[bytes]] = []
+
+    def restart() -> None:
+        time.sleep(0.5)
+        restarted.append(
+            subprocess.Popen(
+                [
+                    "redis-server",
+                    "--bind",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ],
+                stdout=subprocess.DEVNULL,
+            )
+        )
+
+    thread = threading.Thread(target=restart)
+    thread.start()
+    try:
+        assert store.mark_as_done("after", 2).stored
+        backend = store.backend
+        assert isinstance(backend, RedisBackend)
+        assert backend.retry.retries > 0
+        got = store.get("after")
+        assert got is not None
+        assert got.result == 2
+    finally:
+        thread.join()
+        for process in restarted:
+            process.terminate()
+            process.wait(10)
+        store.close()
+
+
+def test_cluster_store_get_many_and_chords(redis_cluster_server: Server) -> None:
+    with resultstore.connect(redis_cluster_server.url, key_prefix=_prefix()) as store:
+        ids = [f"c{i}" for i in range(300)]
+        store.store_many([TaskResult(i, State.SUCCESS, i) for i in ids])
+        got = store.get_many(ids)
+        assert all(got[i] is not None and got[i].result == i for i in ids)  # type: ignore[union-attr]
+        store.set_chord_size("g", 3)
+        outcomes = [
+            store.chord_part_return("g", i, TaskResult(f"p{i}", State.SUCCESS, i))
+            for i in (2, 0, 0, 1)
+        ]
+        assert [o.complete for o in outcomes] == [False, False, False, True]
+        assert outcomes[2].duplicate
+        results = outcomes[-1].results
+        assert results is not None
+        assert [r.result for r in results] == [0, 1, 2]
+
+
+@pytest.mark.parametrize(
+    ("url", "error"),
+    [
+        ("redis://h1:1,h2:2/0", InvalidURLError),
+        ("redis://localhost/notanumber", InvalidURLError),
+        ("redis+sentinel://127.0.0.1:26379/0", ConfigurationError),
+        ("redis+unix://", InvalidURLError),
+    ],
+)
+def test_bad_urls(url: str, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        resultstore.connect(url)
+
+
+def test_unknown_option_lists_the_accepted_ones(redis_server: Server) -> None:
+    with pytest.raises(resultstore.UnknownOptionError, match="key_prefix"):
+        resultstore.connect(redis_server.url, keyprefix="x")
+
+
+def test_declares_its_capabilities(store: resultstore.ResultStore) -> None:
+    assert Capability.PUSH in store.capabilities
+    assert Capability.CLEANUP not in store.capabilities
