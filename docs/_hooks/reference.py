@@ -1,0 +1,242 @@
+"""MkDocs hooks that write the reference pages from the code, so they cannot drift.
+
+``reference/hooks.md`` comes from :mod:`resultstore.hookspecs`, the command
+reference in ``cli.md`` from :data:`resultstore.cli.main`, and the tree in
+``errors.md`` from :mod:`resultstore.errors` (whose every class needs a section).
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import click
+from mkdocs.config.defaults import MkDocsConfig
+from mkdocs.exceptions import PluginError
+from mkdocs.structure.files import File, Files
+from mkdocs.structure.pages import Page
+
+HOOKS_PAGE = "reference/hooks.md"
+CLI_PAGE = "cli.md"
+CLI_MARKER = "<!-- generated: cli-reference -->"
+ERRORS_PAGE = "errors.md"
+ERRORS_MARKER = "<!-- generated: error-tree -->"
+HELP_WIDTH = 88
+
+_ROLE = re.compile(r":[a-z]+:`~?([^`<]+?)`")
+_TILDE_ROLE = re.compile(r":[a-z]+:`~([^`]+)`")
+_LITERAL = re.compile(r"``([^`]+)``")
+
+
+def rst_to_markdown(text: str) -> str:
+    """The little reST that docstrings here use: ``literals`` and :role:`targets`."""
+    # :class:`~a.b.C` shows only C, as Sphinx would.
+    text = _TILDE_ROLE.sub(lambda m: f"`{m.group(1).rsplit('.', 1)[-1]}`", text)
+    text = _ROLE.sub(lambda m: f"`{m.group(1)}`", text)
+    return _LITERAL.sub(lambda m: f"`{m.group(1)}`", text)
+
+
+# -- hook reference ---------------------------------------------------------------
+
+
+def _hookspecs() -> tuple[Any, list[tuple[Callable[..., Any], dict[str, Any]]]]:
+    from resultstore import hookspecs
+
+    marker = f"{hookspecs.PROJECT_NAME}_spec"
+    specs = [
+        (func, getattr(func, marker))
+        for name, func in vars(hookspecs).items()
+        if name.startswith(f"{hookspecs.PROJECT_NAME}_") and hasattr(func, marker)
+    ]
+    specs.sort(key=lambda item: item[0].__code__.co_firstlineno)
+    return hookspecs, specs
+
+
+def _signature(func: Callable[..., Any]) -> str:
+    # The module uses postponed annotations, so every annotation is its source text.
+    sig = inspect.signature(func)
+    params = ", ".join(
+        name if p.annotation is inspect.Parameter.empty else f"{name}: {p.annotation}"
+        for name, p in sig.parameters.items()
+    )
+    returns = "" if sig.return_annotation is inspect.Signature.empty else sig.return_annotation
+    return f"def {func.__name__}({params}) -> {returns}: ..."
+
+
+def _calling(options: dict[str, Any]) -> str:
+    if options.get("firstresult"):
+        kind = (
+            "**firstresult**: implementations run until one returns a value other than "
+            "`None`, and that value is the result. Add a layer with "
+            "`@hookimpl(wrapper=True)`."
+        )
+    else:
+        kind = "**All implementations run** (not firstresult)."
+    if options.get("historic"):
+        kind += " **historic**: plugins registered later are called too."
+    return kind
+
+
+def hooks_page() -> str:
+    """The Markdown of the hook reference."""
+    hookspecs, specs = _hookspecs()
+    if not specs:
+        raise PluginError("resultstore.hookspecs declares no hooks; the reference would be empty")
+    lines = [
+        "# Plugin hooks",
+        "",
+        "!!! note",
+        "    Generated from `resultstore/hookspecs.py` at every docs build.",
+        "",
+        rst_to_markdown(inspect.getdoc(hookspecs) or ""),
+        "",
+        "A plugin implements a hook by defining a function with the same name and any "
+        "subset of its arguments, marked with `resultstore.hookimpl`:",
+        "",
+        "```python",
+        "from resultstore import hookimpl",
+        "",
+        "",
+        "@hookimpl",
+        "def resultstore_on_forget(url, task_id):",
+        '    print(f"{task_id} forgotten on {url}")',
+        "```",
+        "",
+        "| Hook | Calling |",
+        "| --- | --- |",
+    ]
+    lines += [
+        f"| [`{func.__name__}`](#{func.__name__}) | "
+        f"{'firstresult' if options.get('firstresult') else 'all run'} |"
+        for func, options in specs
+    ]
+    for func, options in specs:
+        doc = inspect.getdoc(func)
+        if not doc:
+            raise PluginError(f"hookspec {func.__name__} has no docstring; document it")
+        lines += [
+            "",
+            f"## `{func.__name__}` {{#{func.__name__}}}",
+            "",
+            "```python",
+            "@hookimpl",
+            _signature(func),
+            "```",
+            "",
+            _calling(options),
+            "",
+            rst_to_markdown(doc),
+        ]
+    return "\n".join(lines) + "\n"
+
+
+# -- command reference --------------------------------------------------------------
+
+
+def _commands(
+    command: click.Command, ctx: click.Context
+) -> Iterator[tuple[click.Context, click.Command]]:
+    yield ctx, command
+    if isinstance(command, click.Group):
+        for name in sorted(command.commands):
+            sub = command.commands[name]
+            if sub.hidden:
+                continue
+            yield from _commands(sub, click.Context(sub, info_name=name, parent=ctx))
+
+
+def cli_reference() -> str:
+    """Every command's ``--help``, from the installed click group."""
+    from resultstore.cli import main
+
+    root = click.Context(
+        main, info_name="resultstore", terminal_width=HELP_WIDTH, max_content_width=HELP_WIDTH
+    )
+    blocks: list[str] = []
+    for ctx, command in _commands(main, root):
+        title = ctx.command_path
+        anchor = "cli-" + "-".join(title.split()[1:]) if ctx.parent else "cli-resultstore"
+        blocks += [
+            f"### `{title}` {{#{anchor}}}",
+            "",
+            "```text",
+            command.get_help(ctx).rstrip(),
+            "```",
+            "",
+        ]
+    return "\n".join(blocks)
+
+
+# -- error tree ---------------------------------------------------------------------
+
+
+def _error_classes() -> list[type[BaseException]]:
+    from resultstore import errors
+
+    # Definition order (vars keeps it), not the alphabetical order of __all__.
+    return [cls for name, cls in vars(errors).items() if name in errors.__all__]
+
+
+def error_tree() -> str:
+    """The hierarchy of :mod:`resultstore.errors` as an indented text tree."""
+    from resultstore.errors import ResultStoreError
+
+    ours = _error_classes()
+
+    def children(parent: type[BaseException]) -> list[type[BaseException]]:
+        # Definition order, as the module lists them.
+        return [c for c in ours if parent in c.__bases__]
+
+    def describe(cls: type[BaseException]) -> str:
+        foreign = [b.__name__ for b in cls.__bases__ if b not in ours]
+        also = (
+            f" (also a builtin {', '.join(foreign)})"
+            if cls is not ResultStoreError and foreign
+            else ""
+        )
+        return cls.__name__ + also
+
+    def walk(cls: type[BaseException], prefix: str) -> Iterator[str]:
+        kids = children(cls)
+        for i, kid in enumerate(kids):
+            last = i == len(kids) - 1
+            yield f"{prefix}{'└── ' if last else '├── '}{describe(kid)}"
+            yield from walk(kid, prefix + ("    " if last else "│   "))
+
+    lines = [ResultStoreError.__name__, *walk(ResultStoreError, "")]
+    return "```text\n" + "\n".join(lines) + "\n```"
+
+
+def _check_errors_documented(markdown: str) -> None:
+    headings = "\n".join(line for line in markdown.splitlines() if line.startswith("#"))
+    missing = [c.__name__ for c in _error_classes() if f"`{c.__name__}`" not in headings]
+    if missing:
+        raise PluginError(
+            f"{ERRORS_PAGE} has no section for {', '.join(missing)}: add a heading "
+            f"with the class name in backticks, saying when it is raised and the fix"
+        )
+
+
+# -- MkDocs events ------------------------------------------------------------------
+
+
+def on_files(files: Files, *, config: MkDocsConfig) -> Files:
+    files.append(File.generated(config, HOOKS_PAGE, content=hooks_page()))
+    return files
+
+
+def _insert(markdown: str, page: str, marker: str, content: str) -> str:
+    if marker not in markdown:
+        raise PluginError(f"{page} lost the {marker} line that generated content goes in")
+    return markdown.replace(marker, content)
+
+
+def on_page_markdown(markdown: str, *, page: Page, config: MkDocsConfig, files: Files) -> str:
+    if page.file.src_uri == CLI_PAGE:
+        return _insert(markdown, CLI_PAGE, CLI_MARKER, cli_reference())
+    if page.file.src_uri == ERRORS_PAGE:
+        _check_errors_documented(markdown)
+        return _insert(markdown, ERRORS_PAGE, ERRORS_MARKER, error_tree())
+    return markdown
