@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from datetime import UTC, datetime
 
 import pytest
@@ -135,6 +136,16 @@ def test_each_payload_gets_a_fresh_nonce(key1: bytes) -> None:
     one, two = encryption.encrypt(inner), encryption.encrypt(inner)
     assert one != two
     assert encryption.decrypt(one) == encryption.decrypt(two) == inner
+
+
+def test_an_instance_pickles_with_its_keys_for_worker_processes(key1: bytes, key2: bytes) -> None:
+    original = Encryption(keys={"k2": key2, "k1": key1}, require_encryption=True)
+    copy = pickle.loads(pickle.dumps(original))
+    assert copy.keyring == original.keyring
+    assert copy.require_encryption
+    payload = b"rs1 codec=json\n{}"
+    assert copy.decrypt(original.encrypt(payload)) == payload
+    assert original.decrypt(copy.encrypt(payload)) == payload
 
 
 def test_size_limit_applies_to_the_encrypted_payload(key1: bytes) -> None:

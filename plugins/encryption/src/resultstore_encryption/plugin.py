@@ -73,11 +73,25 @@ class Encryption:
         *,
         require_encryption: bool = False,
     ) -> None:
-        self.keyring = keys if isinstance(keys, Keyring) else Keyring.from_mapping(keys)
+        self._setup(
+            keys if isinstance(keys, Keyring) else Keyring.from_mapping(keys), require_encryption
+        )
+
+    def _setup(self, keyring: Keyring, require_encryption: bool) -> None:
+        self.keyring = keyring
         self.require_encryption = require_encryption
-        self._aeads = {key.kid: AESGCM(key.secret) for key in self.keyring}
-        self._active = self.keyring.active.kid
+        self._aeads = {key.kid: AESGCM(key.secret) for key in keyring}
+        self._active = keyring.active.kid
         self._header = make_envelope({"enc": ALGORITHM, "kid": self._active}, b"")
+
+    # Cipher objects do not pickle; the keyring does. Worker processes started
+    # with "spawn" receive their plugins pickled, keys included: such a pickle
+    # is as secret as the keys.
+    def __getstate__(self) -> dict[str, Any]:
+        return {"keyring": self.keyring, "require_encryption": self.require_encryption}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._setup(state["keyring"], state["require_encryption"])
 
     def __repr__(self) -> str:
         return (
