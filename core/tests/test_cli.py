@@ -282,6 +282,20 @@ def test_scrub_hides_the_password_wherever_a_message_repeats_it() -> None:
     assert "redis://user:***@db:6379/0" in scrubbed
 
 
+def test_a_corrupt_payload_is_reported_and_forget_clears_it(runner: CliRunner) -> None:
+    url = f"memory://cli-{uuid.uuid4().hex}"
+    with connect(url) as store:
+        backend = store.backend
+        assert isinstance(backend, MemoryBackend)
+        backend.plant_payload("t-corrupt", b"written by someone else")
+    result = run(runner, "--url", url, "get", "t-corrupt")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: CorruptPayloadError: ")
+    assert result.stderr.count("\n") == 1
+    assert run(runner, "--url", url, "forget", "t-corrupt").exit_code == 0
+    assert run(runner, "--url", url, "get", "t-corrupt").exit_code == 1
+
+
 @pytest.fixture
 def extra_command() -> Iterator[str]:
     @click.command("explode")

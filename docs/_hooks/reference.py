@@ -140,9 +140,10 @@ def _commands(
 ) -> Iterator[tuple[click.Context, click.Command]]:
     yield ctx, command
     if isinstance(command, click.Group):
-        for name in sorted(command.commands):
-            sub = command.commands[name]
-            if sub.hidden:
+        # list_commands/get_command, not .commands, so lazily loaded commands show too.
+        for name in command.list_commands(ctx):
+            sub = command.get_command(ctx, name)
+            if sub is None or sub.hidden:
                 continue
             yield from _commands(sub, click.Context(sub, info_name=name, parent=ctx))
 
