@@ -83,7 +83,11 @@ def _structure_indices(value: Any, _: type[Any]) -> frozenset[int]:
     return frozenset(value)
 
 
-def _configure_common(converter: cattrs.Converter) -> None:
+def _same(value: Any) -> Any:
+    return value
+
+
+def _configure_common(converter: cattrs.Converter, *, keep_values: bool = False) -> None:
     """Rules shared by every format.
 
     - Fields left at their default are omitted, to keep payloads small.
@@ -110,6 +114,11 @@ def _configure_common(converter: cattrs.Converter) -> None:
         Group: {"task_ids": strings},
         ChordState: {"received": override(struct_hook=_structure_indices, unstruct_hook=sorted)},
     }
+    if keep_values:
+        # cattrs would otherwise rebuild values by their runtime type (tuples
+        # into lists, datetimes through the UTC hook); pickle keeps them as-is.
+        fields[TaskResult]["result"] = override(unstruct_hook=_same)
+        fields[TaskResult]["kwargs"] = override(struct_hook=_structure_mapping, unstruct_hook=_same)
     for model in MODELS:
         converter.register_unstructure_hook(
             model,
@@ -154,7 +163,7 @@ def configure_pickle_converter(converter: cattrs.Converter) -> None:
     """
     converter.register_unstructure_hook(dt.datetime, _to_utc)
     converter.register_structure_hook(dt.datetime, _structure_datetime_native)
-    _configure_common(converter)
+    _configure_common(converter, keep_values=True)
 
 
 def new_converter() -> cattrs.Converter:
