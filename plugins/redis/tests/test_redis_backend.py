@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import threading
 import time
@@ -44,12 +45,12 @@ def test_store_keeps_state_in_front_of_payload_with_ttl(store: resultstore.Resul
     key = f"{store.url.query.get('key_prefix', '')}"
     backend = store.backend
     assert isinstance(backend, RedisBackend)
-    raw = _raw(store).get(backend._task_key("a"))
+    raw = _raw(store).get(backend.task_key("a"))
     assert raw is not None
     state, _, payload = raw.partition(b"\0")
     assert state == b"SUCCESS"
     assert payload.startswith(b"rs1 codec=json\n")
-    ttl = _raw(store).pttl(backend._task_key("a"))
+    ttl = _raw(store).pttl(backend.task_key("a"))
     assert 86_000_000 < ttl <= 86_400_000
     assert key == ""  # the prefix is an option, not part of the stored URL
 
@@ -59,7 +60,7 @@ def test_expires_none_keeps_results_without_ttl(redis_server: Server) -> None:
         store.mark_as_done("a", 1)
         backend = store.backend
         assert isinstance(backend, RedisBackend)
-        assert _raw(store).pttl(backend._task_key("a")) == -1
+        assert _raw(store).pttl(backend.task_key("a")) == -1
         assert store.get("a") is not None
 
 
@@ -265,3 +266,25 @@ def test_unknown_option_lists_the_accepted_ones(redis_server: Server) -> None:
 def test_declares_its_capabilities(store: resultstore.ResultStore) -> None:
     assert Capability.PUSH in store.capabilities
     assert Capability.CLEANUP not in store.capabilities
+
+
+def test_native_asyncio_twin(redis_server: Server) -> None:
+    asyncio.run(_native_asyncio_twin(redis_server))
+
+
+async def _native_asyncio_twin(redis_server: Server) -> None:
+    from resultstore.aio import connect_async
+
+    async with await connect_async(redis_server.url, key_prefix=_prefix()) as store:
+        assert store.native
+        assert (await store.mark_as_done("a", {"v": 1})).stored
+        assert not (await store.mark_as_started("a")).stored
+        got = await store.get("a")
+        assert got is not None
+        assert got.result == {"v": 1}
+        many = await store.get_many(["a", "missing"])
+        assert list(many) == ["a", "missing"]
+        assert many["missing"] is None
+        assert await store.result("a").aget(timeout=5) == {"v": 1}
+        await store.forget("a")
+        assert await store.get("a") is None

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis.exceptions
 from resultstore.codecs import Serializer
@@ -30,6 +30,9 @@ from resultstore.states import state_from_str
 from resultstore_redis import scripts
 from resultstore_redis.client import ClientSettings, Retrier, build_client
 from resultstore_redis.listener import RedisListener
+
+if TYPE_CHECKING:
+    from resultstore_redis.aio import AsyncRedisBackend
 
 __all__ = ["RedisBackend"]
 
@@ -55,12 +58,15 @@ class RedisBackend:
             Capability.GROUPS,
             Capability.CHORDS,
             Capability.SHARED,
+            Capability.NATIVE_ASYNC,
         }
     )
 
     def __init__(self, config: BackendConfig) -> None:
         settings = ClientSettings.take_from(config.options)
         config.options.finish()
+        self.url = config.url
+        self.settings = settings
         self._serializer: Serializer = config.serializer
         self._prefix = settings.key_prefix
         self._ttl_ms = "0" if config.expires is None else str(max(1, int(config.expires * 1000)))
@@ -71,7 +77,7 @@ class RedisBackend:
 
     # -- keys --------------------------------------------------------------------
 
-    def _task_key(self, task_id: str) -> str:
+    def task_key(self, task_id: str) -> str:
         return f"{self._prefix}task:{task_id}"
 
     def channel(self, task_id: str) -> str:
@@ -89,11 +95,11 @@ class RedisBackend:
     def _value(self, result: TaskResult) -> bytes:
         return str(result.state).encode() + _SEP + self._serializer.dumps(result)
 
-    def _decode(self, raw: bytes) -> TaskResult:
+    def decode(self, raw: bytes) -> TaskResult:
         _, sep, payload = raw.partition(_SEP)
         return self._serializer.loads(payload if sep else raw, TaskResult)
 
-    def _outcome(self, reply: Sequence[Any], result: TaskResult) -> StoreOutcome:
+    def outcome(self, reply: Sequence[Any], result: TaskResult) -> StoreOutcome:
         stored, previous = bool(reply[0]), _text(reply[1])
         prev_state = state_from_str(previous) if previous else None
         if stored:
@@ -101,8 +107,8 @@ class RedisBackend:
         assert prev_state is not None  # the script only refuses over a stored ready state
         return StoreOutcome(stored=False, state=prev_state, previous_state=prev_state)
 
-    def _store_args(self, result: TaskResult, overwrite: bool) -> tuple[list[str], list[Any]]:
-        keys = [self._task_key(result.task_id)]
+    def store_args(self, result: TaskResult, overwrite: bool) -> tuple[list[str], list[Any]]:
+        keys = [self.task_key(result.task_id)]
         args = [
             self._value(result),
             str(result.state),
@@ -115,14 +121,14 @@ class RedisBackend:
     # -- ResultBackend ----------------------------------------------------------------
 
     def store(self, result: TaskResult, *, overwrite: bool = False) -> StoreOutcome:
-        keys, args = self._store_args(result, overwrite)
+        keys, args = self.store_args(result, overwrite)
         reply = self.retry(lambda: self._store_script(keys=keys, args=args))
-        return self._outcome(reply, result)
+        return self.outcome(reply, result)
 
     def store_many(
         self, results: Sequence[TaskResult], *, overwrite: bool = False
     ) -> list[StoreOutcome]:
-        calls = [self._store_args(result, overwrite) for result in results]
+        calls = [self.store_args(result, overwrite) for result in results]
 
         def run() -> list[Any]:
             pipe = self.client.pipeline(transaction=False)
@@ -131,9 +137,7 @@ class RedisBackend:
             return list(pipe.execute())
 
         replies = self.retry(self._cluster_batch(calls) if self.cluster else run)
-        return [
-            self._outcome(reply, result) for reply, result in zip(replies, results, strict=True)
-        ]
+        return [self.outcome(reply, result) for reply, result in zip(replies, results, strict=True)]
 
     def _cluster_batch(self, calls: list[tuple[list[str], list[Any]]]) -> Any:
         """Cluster pipelines cannot run scripts, so pipeline per node instead;
@@ -163,12 +167,12 @@ class RedisBackend:
         return run
 
     def get(self, task_id: str) -> TaskResult | None:
-        raw = self.retry(lambda: self.client.get(self._task_key(task_id)))
-        return None if raw is None else self._decode(raw)
+        raw = self.retry(lambda: self.client.get(self.task_key(task_id)))
+        return None if raw is None else self.decode(raw)
 
     def get_many(self, task_ids: Sequence[str]) -> dict[str, TaskResult | None]:
         ids = list(dict.fromkeys(task_ids))
-        keys = [self._task_key(t) for t in ids]
+        keys = [self.task_key(t) for t in ids]
 
         def run() -> list[Any]:
             if self.cluster:
@@ -182,19 +186,22 @@ class RedisBackend:
 
         values = self.retry(run) if keys else []
         return {
-            task_id: None if raw is None else self._decode(raw)
+            task_id: None if raw is None else self.decode(raw)
             for task_id, raw in zip(ids, values, strict=True)
         }
 
     def forget(self, task_id: str) -> None:
-        self.retry(lambda: self.client.delete(self._task_key(task_id)))
+        self.retry(lambda: self.client.delete(self.task_key(task_id)))
 
     def close(self) -> None:
         self.client.close()
+        if not self.cluster:
+            # The pool was made by us, so the client would not close it itself.
+            self.client.connection_pool.disconnect()
 
     def plant_payload(self, task_id: str, payload: bytes, state: str = "SUCCESS") -> None:
         """Put raw bytes where a result would be (tests of corrupt payloads)."""
-        self.client.set(self._task_key(task_id), state.encode() + _SEP + payload)
+        self.client.set(self.task_key(task_id), state.encode() + _SEP + payload)
 
     # -- groups --------------------------------------------------------------------------
 
@@ -264,6 +271,12 @@ class RedisBackend:
         return ChordState(group_id, int(size), frozenset(int(f) for f in fields), bool(done))
 
     # -- push ------------------------------------------------------------------------------
+
+    def async_backend(self) -> AsyncRedisBackend:
+        """The native asyncio twin (``redis.asyncio``), configured like this backend."""
+        from resultstore_redis.aio import AsyncRedisBackend
+
+        return AsyncRedisBackend(self)
 
     def listener(self) -> RedisListener:
         return RedisListener(self.client, self.channel, len(self.channel("")))

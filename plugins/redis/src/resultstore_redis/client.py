@@ -8,14 +8,19 @@ from the factory, never at discovery time.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import attrs
 import redis
+import redis.asyncio
+import redis.asyncio.cluster
+import redis.asyncio.retry
+import redis.asyncio.sentinel
 import redis.backoff
 import redis.cluster
 import redis.exceptions
@@ -155,8 +160,12 @@ def _common(url: BackendURL, settings: ClientSettings, tls: bool) -> dict[str, A
     return kwargs
 
 
-def build_client(url: BackendURL, settings: ClientSettings) -> tuple[Any, bool]:
-    """A redis-py client for ``url`` and whether it is a cluster client."""
+def build_client(
+    url: BackendURL, settings: ClientSettings, *, use_asyncio: bool = False
+) -> tuple[Any, bool]:
+    """A redis-py client for ``url`` (``redis.asyncio``'s when ``asyncio``) and
+    whether it is a cluster client."""
+    lib: Any = redis.asyncio if use_asyncio else redis
     scheme = url.scheme
     tls = scheme.startswith("rediss") or scheme.endswith("+tls")
     if scheme in ("redis", "rediss"):
@@ -167,16 +176,16 @@ def build_client(url: BackendURL, settings: ClientSettings) -> tuple[Any, bool]:
         kwargs = _common(url, settings, tls)
         kwargs.pop("ssl", None)  # the connection class says it already
         # One layer of retries, ours: bounded by total time, with full jitter.
-        kwargs["retry"] = redis.retry.Retry(redis.backoff.NoBackoff(), 0)
-        pool = redis.ConnectionPool(
-            connection_class=redis.SSLConnection if tls else redis.Connection,
+        kwargs["retry"] = lib.retry.Retry(redis.backoff.NoBackoff(), 0)
+        pool = lib.ConnectionPool(
+            connection_class=lib.SSLConnection if tls else lib.Connection,
             host=url.host or "localhost",
             port=url.port or 6379,
             db=_db(url, settings),
             max_connections=settings.max_connections,
             **kwargs,
         )
-        return redis.Redis(connection_pool=pool), False
+        return lib.Redis(connection_pool=pool), False
     if scheme == "redis+unix":
         if not url.path:
             raise InvalidURLError(
@@ -184,15 +193,15 @@ def build_client(url: BackendURL, settings: ClientSettings) -> tuple[Any, bool]:
             )
         kwargs = _common(url, settings, False)
         kwargs.pop("socket_connect_timeout")
-        kwargs["retry"] = redis.retry.Retry(redis.backoff.NoBackoff(), 0)
-        pool = redis.ConnectionPool(
-            connection_class=redis.UnixDomainSocketConnection,
+        kwargs["retry"] = lib.retry.Retry(redis.backoff.NoBackoff(), 0)
+        pool = lib.ConnectionPool(
+            connection_class=lib.UnixDomainSocketConnection,
             path=url.path,
             db=_db(url, settings),
             max_connections=settings.max_connections,
             **kwargs,
         )
-        return redis.Redis(connection_pool=pool), False
+        return lib.Redis(connection_pool=pool), False
     if scheme in ("redis+sentinel", "rediss+sentinel"):
         if not url.hosts:
             raise InvalidURLError(
@@ -205,14 +214,12 @@ def build_client(url: BackendURL, settings: ClientSettings) -> tuple[Any, bool]:
         }
         if settings.sentinel_password:
             sentinel_kwargs["password"] = settings.sentinel_password
-        sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]  # unannotated upstream
+        sentinel = lib.sentinel.Sentinel(
             [(host, port or 26379) for host, port in url.hosts],
             sentinel_kwargs=sentinel_kwargs,
             **_common(url, settings, tls),
         )
-        client = sentinel.master_for(  # type: ignore[no-untyped-call]  # unannotated upstream
-            master_name, db=db, max_connections=settings.max_connections
-        )
+        client = sentinel.master_for(master_name, db=db, max_connections=settings.max_connections)
         return client, False
     if scheme in ("redis+cluster", "rediss+cluster"):
         if not url.hosts:
@@ -221,16 +228,28 @@ def build_client(url: BackendURL, settings: ClientSettings) -> tuple[Any, bool]:
             )
         kwargs = _common(url, settings, tls)
         kwargs.pop("health_check_interval")
-        client = redis.cluster.RedisCluster(
-            startup_nodes=[
-                redis.cluster.ClusterNode(host, port or 6379)  # type: ignore[no-untyped-call]  # unannotated upstream
-                for host, port in url.hosts
-            ],
+        client = lib.cluster.RedisCluster(
+            startup_nodes=[lib.cluster.ClusterNode(host, port or 6379) for host, port in url.hosts],
             max_connections=settings.max_connections,
             **kwargs,
         )
         return client, True
     raise InvalidURLError(f"the redis plugin does not serve the scheme {scheme!r}")
+
+
+def _classify(server: str, exc: BaseException) -> BaseException | None:
+    """The error to raise instead of retrying, or None to retry."""
+    if isinstance(exc, redis.exceptions.AuthenticationError) or (
+        isinstance(exc, redis.exceptions.ResponseError)
+        and ("NOAUTH" in str(exc) or "WRONGPASS" in str(exc))
+    ):
+        return ConfigurationError(
+            f"Redis at {server} refused the credentials ({exc}); put the right password "
+            f"in the URL as redis://:PASSWORD@host:port/db (or USER:PASSWORD@ for ACL users)"
+        )
+    if isinstance(exc, RETRYABLE):
+        return None
+    return exc
 
 
 class Retrier:
@@ -244,34 +263,40 @@ class Retrier:
         self.cap = cap
         self.retries = 0  # how many times a call was tried again (for tests and metrics)
 
-    def __call__(self, call: Callable[[], T], *, on_retry: Callable[[], None] | None = None) -> T:
+    def _delay(self, exc: BaseException, attempt: int, deadline: float) -> float:
+        """The pause before the next try, or raise the error that ends the call."""
+        final = _classify(self.server, exc)
+        if final is exc:
+            raise exc
+        if final is not None:
+            raise final from exc
+        delay = random.uniform(0, min(self.cap, self.base * 2**attempt))
+        if time.monotonic() + delay > deadline:
+            raise BackendUnavailableError(
+                f"Redis at {self.server} did not answer for {self.total:g} s "
+                f"({type(exc).__name__}: {exc}); check that the server is running "
+                f"and reachable, or raise retry_total"
+            ) from exc
+        self.retries += 1
+        return delay
+
+    def __call__(self, call: Callable[[], T]) -> T:
         deadline = time.monotonic() + self.total
         attempt = 0
         while True:
             try:
                 return call()
-            except redis.exceptions.AuthenticationError as exc:
-                raise ConfigurationError(
-                    f"Redis at {self.server} refused the credentials ({exc}); check the "
-                    f"username and password in the URL"
-                ) from exc
-            except RETRYABLE as exc:
-                delay = random.uniform(0, min(self.cap, self.base * 2**attempt))
-                if time.monotonic() + delay > deadline:
-                    raise BackendUnavailableError(
-                        f"Redis at {self.server} did not answer for {self.total:g} s "
-                        f"({type(exc).__name__}: {exc}); check that the server is running "
-                        f"and reachable, or raise retry_total"
-                    ) from exc
+            except redis.exceptions.RedisError as exc:
+                time.sleep(self._delay(exc, attempt, deadline))
                 attempt += 1
-                self.retries += 1
-                time.sleep(delay)
-                if on_retry is not None:
-                    on_retry()
-            except redis.exceptions.ResponseError as exc:
-                if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
-                    raise ConfigurationError(
-                        f"Redis at {self.server} needs a password ({exc}); put it in the URL "
-                        f"as redis://:PASSWORD@host:port/db (or user:PASSWORD@ for ACL users)"
-                    ) from exc
-                raise
+
+    async def run_async(self, call: Callable[[], Awaitable[T]]) -> T:
+        """The same policy for a coroutine function (the asyncio twin)."""
+        deadline = time.monotonic() + self.total
+        attempt = 0
+        while True:
+            try:
+                return await call()
+            except redis.exceptions.RedisError as exc:
+                await asyncio.sleep(self._delay(exc, attempt, deadline))
+                attempt += 1

@@ -15,6 +15,7 @@ _CAPABILITIES = frozenset(
         Capability.GROUPS,
         Capability.CHORDS,
         Capability.SHARED,
+        Capability.NATIVE_ASYNC,
     }
 )
 _SUMMARIES = {

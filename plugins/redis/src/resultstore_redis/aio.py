@@ -1,0 +1,72 @@
+"""The native asyncio twin of the Redis backend, over ``redis.asyncio``.
+
+Same keys, same scripts, same retry policy as :mod:`resultstore_redis.backend`;
+only the client differs. Groups, chords and waiting stay on the sync
+backend (the result API's hub does the waiting for both).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from resultstore.models import StoreOutcome, TaskResult
+
+from resultstore_redis import scripts
+from resultstore_redis.client import build_client
+
+if TYPE_CHECKING:
+    from resultstore_redis.backend import RedisBackend
+
+__all__ = ["AsyncRedisBackend"]
+
+_CHUNK = 1000
+
+
+class AsyncRedisBackend:
+    """An :class:`~resultstore.protocols.AsyncResultBackend` for one RedisBackend's store."""
+
+    def __init__(self, backend: RedisBackend) -> None:
+        self._sync = backend
+        self.capabilities = backend.capabilities
+        self.client, self.cluster = build_client(backend.url, backend.settings, use_asyncio=True)
+        self._store_script = self.client.register_script(scripts.STORE)
+
+    async def store(self, result: TaskResult, *, overwrite: bool = False) -> StoreOutcome:
+        keys, args = self._sync.store_args(result, overwrite)
+        reply = await self._sync.retry.run_async(lambda: self._store_script(keys=keys, args=args))
+        return self._sync.outcome(reply, result)
+
+    async def get(self, task_id: str) -> TaskResult | None:
+        key = self._sync.task_key(task_id)
+        raw = await self._sync.retry.run_async(lambda: self.client.get(key))
+        return None if raw is None else self._sync.decode(raw)
+
+    async def get_many(self, task_ids: Sequence[str]) -> dict[str, TaskResult | None]:
+        ids = list(dict.fromkeys(task_ids))
+        keys = [self._sync.task_key(t) for t in ids]
+
+        async def run() -> list[Any]:
+            if self.cluster:
+                return list(await self.client.mget_nonatomic(keys))
+            pipe = self.client.pipeline(transaction=False)
+            for start in range(0, len(keys), _CHUNK):
+                pipe.mget(keys[start : start + _CHUNK])
+            return [value for chunk in await pipe.execute() for value in chunk]
+
+        values = await self._sync.retry.run_async(run) if keys else []
+        return {
+            task_id: None if raw is None else self._sync.decode(raw)
+            for task_id, raw in zip(ids, values, strict=True)
+        }
+
+    async def forget(self, task_id: str) -> None:
+        key = self._sync.task_key(task_id)
+        await self._sync.retry.run_async(lambda: self.client.delete(key))
+
+    async def close(self) -> None:
+        if self.cluster:
+            await self.client.aclose()
+        else:
+            # The pool was made by us, so the client would not close it itself.
+            await self.client.aclose(close_connection_pool=True)
