@@ -13,7 +13,7 @@ import asyncio
 import collections
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from resultstore.errors import ChordError, ChordPartFailedError, ResultTimeoutError
@@ -607,7 +607,7 @@ class GroupResult:
 
     def as_completed(
         self, timeout: float | None = None, interval: float | None = None
-    ) -> Iterator[AsyncResult]:
+    ) -> Generator[AsyncResult, None, None]:
         """Yield each member's handle as it becomes ready (members already ready first).
 
         The handles hold their result, so ``handle.get()`` does not wait. The
@@ -681,7 +681,7 @@ class GroupResult:
 
     async def aas_completed(
         self, timeout: float | None = None, interval: float | None = None
-    ) -> AsyncIterator[AsyncResult]:
+    ) -> AsyncGenerator[AsyncResult, None]:
         """The asyncio twin of :meth:`as_completed`; close it (or finish it) to stop waiting."""
         started = time.monotonic()
         deadline = _deadline(timeout)

@@ -142,6 +142,21 @@ class WaitHub:
         with self._cond:
             return len(self._watches)
 
+    @property
+    def running(self) -> bool:
+        """True while the hub's thread is alive (it starts with the first watch)."""
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def interval(self) -> float:
+        """The current poll interval, after backing off and capping by waiters' ``interval``."""
+        with self._cond:
+            return self._current_interval()
+
+    def _current_interval(self) -> float:
+        cap = min(self._caps, default=self.max_interval)
+        return min(self._interval, cap, self.max_interval)
+
     def watched_ids(self) -> frozenset[str]:
         with self._cond:
             return frozenset(self._watches)
@@ -212,10 +227,11 @@ class WaitHub:
         return emptied
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Block until the hub thread has applied every registration made so far.
+        """Block until every registration made so far was applied and checked once.
 
         On a push backend that means subscribed (and unsubscribed) on the
-        listener. Returns False if ``timeout`` ran out first.
+        listener, then read once; when polling, included in a completed
+        poll. Returns False if ``timeout`` ran out first.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
@@ -325,11 +341,11 @@ class WaitHub:
                 self._new.update(t for t in new if t in self._watches)
                 self._gone.update(t for t in gone if t not in self._watches)
             raise
-        self._mark_applied(generation)
         if new:
             # Subscribe first, then look: a result stored before the
             # subscription took effect is found here instead of announced.
             self._fetch(sorted(new))
+        self._mark_applied(generation)
         with self._cond:
             if not self._watches or self._closed:
                 return not self._closed
@@ -349,19 +365,16 @@ class WaitHub:
             generation = self._generation
             self._new.clear()
             self._gone.clear()
-            cap = min(self._caps, default=self.max_interval)
-            interval = min(self._interval, cap, self.max_interval)
-            due = self._last_poll + interval
+            due = self._last_poll + self._current_interval()
             now = time.monotonic()
             if now < due:
-                self._mark_applied_locked(generation)
                 self._cond.wait(due - now)
                 return True
             ids = list(self._watches)
-        self._mark_applied(generation)
         self._last_poll = time.monotonic()
         self.polls += 1
         progressed = self._fetch(ids)
+        self._mark_applied(generation)
         with self._cond:
             if progressed:
                 self._interval = max(self.min_interval, self._interval / 2)
@@ -413,7 +426,9 @@ class WaitHub:
                 for watch in self._watches.get(task_id, ()):
                     calls.append((watch, task_id, value))
                 for watch in list(self._watches.get(task_id, ())):
-                    self._drop(watch, (task_id,))
+                    if self._drop(watch, (task_id,)):
+                        # An unsubscribe to apply: flush() waits for it too.
+                        self._generation += 1
         for watch, task_id, value in calls:
             _call(watch, task_id, value)
 
