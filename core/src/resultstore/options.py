@@ -8,6 +8,7 @@ what is accepted.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -49,8 +50,9 @@ def parse_duration(value: object) -> float | None:
         if total is None:
             raise ValueError(f"expected a number of seconds or 'none', got {value!r}") from None
         seconds = float(total())
-    if seconds <= 0:
-        raise ValueError(f"expected a positive number of seconds or 'none', got {value!r}")
+    # nan would make every entry expired at once, inf overflows integer TTLs.
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"expected a positive, finite number of seconds or 'none', got {value!r}")
     return seconds
 
 
@@ -105,7 +107,7 @@ def parse_size(value: object) -> int | None:
         number = text[:-1] if factor != 1 else text
         try:
             size = int(float(number) * factor)
-        except ValueError:
+        except (ValueError, OverflowError):  # OverflowError: "inf" and the like
             raise ValueError(f"expected a size in bytes such as 16m, got {value!r}") from None
     if size < 0:
         raise ValueError(f"expected a non-negative size, got {value!r}")

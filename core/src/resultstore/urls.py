@@ -18,7 +18,14 @@ from resultstore.errors import InvalidURLError
 __all__ = ["BackendURL", "parse_url", "redact"]
 
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.\-]*$")
-_PASSWORD_IN_URL = re.compile(r"(?P<head>[a-z][a-z0-9+.\-]*://[^:/@\s]*:)[^@\s]*(?P<tail>@)", re.I)
+# The password runs to the last '@' of the netloc (an unencoded '@' in it is
+# common); when '/', '?' or '#' cut the netloc short, to the first '@' at all.
+_PASSWORD = r"(?:[^/?#\s]*|[^@\s]*?)"
+_PASSWORD_IN_URL = re.compile(
+    rf"(?P<head>[a-z][a-z0-9+.\-]*://[^:/@\s]*:){_PASSWORD}(?P<tail>@)", re.I
+)
+# "user:password@host" with the scheme forgotten, as it shows in error messages.
+_PASSWORD_NO_SCHEME = re.compile(rf"^(?P<head>[^:/@\s]*:){_PASSWORD}(?P<tail>@)")
 _SECRET_OPTIONS = frozenset(
     {"password", "passwd", "secret", "token", "key", "ssl_keyfile_password"}
 )
@@ -54,6 +61,8 @@ class BackendURL:
 def redact(url: str) -> str:
     """Hide the password and secret-looking query values of ``url``."""
     text = _PASSWORD_IN_URL.sub(r"\g<head>***\g<tail>", url)
+    if "://" not in text:
+        text = _PASSWORD_NO_SCHEME.sub(r"\g<head>***\g<tail>", text)
     if "?" not in text:
         return text
     base, _, query = text.partition("?")
