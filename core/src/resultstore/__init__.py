@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import importlib.metadata
 
+from resultstore.aio import AsyncResultStore, connect_async
 from resultstore.codecs import CodecOptions, Serializer
 from resultstore.discovery import BackendSpec
 from resultstore.errors import (
     BackendUnavailableError,
     ChordError,
+    ChordPartFailedError,
     ConfigurationError,
     CorruptPayloadError,
     DecodeError,
@@ -36,6 +38,13 @@ from resultstore.models import (
 )
 from resultstore.protocols import Capability
 from resultstore.remote import RemoteError, TaskRevokedError
+from resultstore.result import (
+    AsyncResult,
+    ChordResult,
+    GroupResult,
+    chord_part_done,
+    start_chord,
+)
 from resultstore.states import (
     EXCEPTION_STATES,
     PROPAGATE_STATES,
@@ -52,11 +61,15 @@ __all__ = [
     "PROPAGATE_STATES",
     "READY_STATES",
     "UNREADY_STATES",
+    "AsyncResult",
+    "AsyncResultStore",
     "BackendSpec",
     "BackendUnavailableError",
     "Capability",
     "ChordError",
     "ChordOutcome",
+    "ChordPartFailedError",
+    "ChordResult",
     "ChordState",
     "CodecOptions",
     "ConfigurationError",
@@ -65,6 +78,7 @@ __all__ = [
     "EncodeError",
     "ExceptionInfo",
     "Group",
+    "GroupResult",
     "Hooks",
     "InvalidURLError",
     "PayloadError",
@@ -85,7 +99,10 @@ __all__ = [
     "UnsupportedOperationError",
     "__version__",
     "build_hooks",
+    "chord_part_done",
     "connect",
+    "connect_async",
     "default_url",
     "hookimpl",
+    "start_chord",
 ]
