@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -12,10 +12,16 @@ from resultstore import ResultStore, connect
 from resultstore.backends.memory import MemoryBackend, MemoryData, MemoryListener
 from resultstore.codecs import Serializer
 from resultstore.config import BackendConfig
-from resultstore.errors import CorruptPayloadError, ResultStoreError
+from resultstore.errors import (
+    BackendUnavailableError,
+    CorruptPayloadError,
+    ResultStoreError,
+    ResultTimeoutError,
+)
 from resultstore.hooks import build_hooks
 from resultstore.models import TaskResult
 from resultstore.options import Options
+from resultstore.protocols import Capability
 from resultstore.urls import parse_url
 from resultstore.waiting import Delivery, WaitHub
 
@@ -172,16 +178,16 @@ class FlakyBackend(MemoryBackend):
         return opened
 
 
-def flaky_store() -> ResultStore:
+def make_store(backend_class: type[MemoryBackend]) -> ResultStore:
     url = parse_url("memory://")
     hooks = build_hooks(entry_points=False)
     serializer = Serializer(hooks=hooks)
-    backend = FlakyBackend(BackendConfig(url, serializer, Options({}, source="test"), None))
+    backend = backend_class(BackendConfig(url, serializer, Options({}, source="test"), None))
     return ResultStore(backend, url=url, hooks=hooks, serializer=serializer)
 
 
 def test_listener_failure_reopens_resubscribes_and_catches_up() -> None:
-    with flaky_store() as store:
+    with make_store(FlakyBackend) as store:
         backend = store.backend
         assert isinstance(backend, FlakyBackend)
         got = Deliveries()
@@ -295,6 +301,26 @@ def test_a_corrupt_payload_is_delivered_as_its_error_and_spares_the_others(
     good = got.got["good"]
     assert isinstance(good, TaskResult)
     assert good.result == "fine"
+
+
+class UnreachableBackend(MemoryBackend):
+    """A polled store whose bulk reads fail, as a server that went away would."""
+
+    capabilities = MemoryBackend.capabilities - {Capability.PUSH}
+
+    def get_many(self, task_ids: Sequence[str]) -> dict[str, TaskResult | None]:
+        raise BackendUnavailableError("connection refused by db.example:5432")
+
+
+def test_a_timeout_says_when_the_store_could_not_be_read() -> None:
+    with make_store(UnreachableBackend) as store:
+        store.hub.watch(["t"], Deliveries())
+        until(lambda: store.hub.failing is not None, "the poller to fail")
+        with pytest.raises(ResultTimeoutError) as caught:
+            store.result("t").get(timeout=0.05)
+        message = str(caught.value)
+        assert "could not be read (BackendUnavailableError: connection refused" in message
+        assert isinstance(store.hub.last_error, BackendUnavailableError)
 
 
 # -- lifecycle ------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from resultstore.models import ChordOutcome, ChordState, ExceptionInfo, Group, T
 from resultstore.protocols import Capability
 from resultstore.remote import rebuild_exception
 from resultstore.states import PROPAGATE_STATES, State
-from resultstore.waiting import Delivery, WaitHub, describe_ids
+from resultstore.waiting import Delivery, WaitHub, describe_ids, failing_note
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -334,6 +334,7 @@ class AsyncResult:
         return ResultTimeoutError(
             f"task {self.task_id!r} was not ready after waiting "
             f"{time.monotonic() - started:.3f}s (timeout={timeout}s); last seen state: {state}"
+            f"{failing_note(self.store.hub)}"
         )
 
     # -- waiting -------------------------------------------------------------------
@@ -435,9 +436,10 @@ class GroupResult:
         self.results: tuple[AsyncResult, ...] = tuple(
             AsyncResult(task_id, store, allowed=allowed, astore=astore) for task_id in task_ids
         )
-        self._by_id: dict[str, list[AsyncResult]] = collections.defaultdict(list)
+        by_id: dict[str, list[AsyncResult]] = collections.defaultdict(list)
         for handle in self.results:
-            self._by_id[handle.task_id].append(handle)
+            by_id[handle.task_id].append(handle)
+        self._by_id = dict(by_id)
 
     def __repr__(self) -> str:
         return f"<GroupResult {self.group_id} of {len(self.results)}>"
@@ -557,7 +559,7 @@ class GroupResult:
         return ResultTimeoutError(
             f"group {self.group_id!r}: {describe_ids(pending)} not ready after waiting "
             f"{time.monotonic() - started:.3f}s (timeout={timeout}s); "
-            f"{ready} of {len(self.results)} results are ready"
+            f"{ready} of {len(self.results)} results are ready{failing_note(self.store.hub)}"
         )
 
     def _values(self, propagate: bool, allowed: Allowed) -> list[Any]:

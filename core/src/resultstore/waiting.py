@@ -32,6 +32,7 @@ __all__ = [
     "WaitHub",
     "Watch",
     "describe_ids",
+    "failing_note",
 ]
 
 #: first poll interval after a waiter arrives (seconds).
@@ -130,6 +131,8 @@ class WaitHub:
         self.listener_opens = 0
         self.failures = 0
         self.last_error: BaseException | None = None
+        #: the error of the hub's latest step, None once a step succeeded again.
+        self.failing: BaseException | None = None
 
     def __repr__(self) -> str:
         return f"<WaitHub {self.mode} {self.store.url.redacted()} watching={self.watched}>"
@@ -286,11 +289,12 @@ class WaitHub:
                 if not step():
                     return
                 backoff = self.min_interval
+                self.failing = None
             except Exception as exc:
                 # A dead listener or an unreachable store: start over after a
                 # pause; reopening resubscribes and refetches every watched id.
                 self.failures += 1
-                self.last_error = exc
+                self.last_error = self.failing = exc
                 if self.listener is not None:
                     _close_quietly(self.listener)
                     self.listener = None
@@ -453,3 +457,14 @@ def describe_ids(task_ids: Iterable[str], limit: int = 3) -> str:
     shown = ", ".join(repr(t) for t in ids[:limit])
     more = f" and {len(ids) - limit} more" if len(ids) > limit else ""
     return f"task {shown}{more}" if len(ids) == 1 else f"tasks {shown}{more}"
+
+
+def failing_note(hub: WaitHub) -> str:
+    """``; ...`` explaining that the hub cannot read the store right now, or ``""``."""
+    error = hub.failing
+    if error is None:
+        return ""
+    return (
+        f"; meanwhile the store could not be read ({type(error).__name__}: {error}), "
+        f"so the result may be ready but unseen: check that the store is reachable"
+    )
