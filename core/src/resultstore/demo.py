@@ -512,7 +512,9 @@ def _counts_text(counts: dict[str, int]) -> str:
 
 @click.command("watch")
 @click.argument("group_id")
-@click.option("--url", default=None, metavar="URL", help="Backend URL (overrides --url).")
+@click.option(
+    "--url", default=None, metavar="URL", help="Backend URL (overrides the global --url)."
+)
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
