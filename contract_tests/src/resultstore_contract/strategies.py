@@ -51,8 +51,8 @@ T = TypeVar("T")
 def _built_once(fn: Callable[P, T]) -> Callable[P, T]:
     # Strategies are immutable and drawing is cheap, but building one (with
     # its nested recursive parts) costs more than a test example: build each
-    # once per set of arguments.
-    return cast(Callable[P, T], functools.cache(fn))
+    # once per set of arguments. Bounded, as callers may pass fresh strategies.
+    return cast(Callable[P, T], functools.lru_cache(maxsize=64)(fn))
 
 
 @_built_once
