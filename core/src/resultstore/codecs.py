@@ -62,6 +62,7 @@ T = TypeVar("T")
 
 MAGIC = b"rs1 "
 _MAX_HEADER = 512
+_parsed_lines: dict[bytes, dict[str, str]] = {}
 _FIELD = re.compile(rb"^[a-z][a-z0-9_]*=[A-Za-z0-9._:+/=\-]+$")
 
 
@@ -75,12 +76,22 @@ class Codec:
     converter: cattrs.Converter
     #: False for codecs that can run code when read (pickle).
     safe: bool = True
+    #: the same rules with detailed validation, to explain a failed read.
+    explainer: cattrs.Converter | None = None
 
 
-def _converter(configure: Callable[[cattrs.Converter], None]) -> cattrs.Converter:
-    converter = new_converter()
-    configure(converter)
-    return converter
+def _codec(
+    name: str,
+    dumps: Callable[[Any], bytes],
+    loads: Callable[[bytes], Any],
+    configure: Callable[[cattrs.Converter], None],
+    *,
+    safe: bool = True,
+) -> Codec:
+    fast, explainer = new_converter(detailed_validation=False), new_converter()
+    configure(fast)
+    configure(explainer)
+    return Codec(name, dumps, loads, fast, safe=safe, explainer=explainer)
 
 
 def _msgpack_dumps(value: Any) -> bytes:
@@ -96,13 +107,9 @@ def _pickle_dumps(value: Any) -> bytes:
 
 
 CODECS: Mapping[str, Codec] = {
-    "json": Codec("json", orjson.dumps, orjson.loads, _converter(configure_json_converter)),
-    "msgpack": Codec(
-        "msgpack", _msgpack_dumps, _msgpack_loads, _converter(configure_msgpack_converter)
-    ),
-    "pickle": Codec(
-        "pickle", _pickle_dumps, pickle.loads, _converter(configure_pickle_converter), safe=False
-    ),
+    "json": _codec("json", orjson.dumps, orjson.loads, configure_json_converter),
+    "msgpack": _codec("msgpack", _msgpack_dumps, _msgpack_loads, configure_msgpack_converter),
+    "pickle": _codec("pickle", _pickle_dumps, pickle.loads, configure_pickle_converter, safe=False),
 }
 
 
@@ -232,14 +239,22 @@ def parse_envelope(payload: bytes) -> tuple[dict[str, str], bytes]:
     end = payload.find(b"\n", len(MAGIC), _MAX_HEADER)
     if end < 0:
         raise CorruptPayloadError("stored payload header is not terminated; the payload is damaged")
+    line = payload[len(MAGIC) : end]
+    known = _parsed_lines.get(line)
+    if known is not None:
+        return dict(known), payload[end + 1 :]
     fields: dict[str, str] = {}
-    for item in payload[len(MAGIC) : end].split(b";"):
+    for item in line.split(b";"):
         if not _FIELD.match(item):
             raise CorruptPayloadError(
                 f"stored payload header has a malformed field {item[:40]!r}; the payload is damaged"
             )
         key, _, value = item.decode("ascii").partition("=")
         fields[key] = value
+    # A process meets few distinct header lines; remembering them keeps the
+    # regex off the read path. Bounded, since payloads come from outside.
+    if len(_parsed_lines) < 64:
+        _parsed_lines[line] = dict(fields)
     return fields, payload[end + 1 :]
 
 
@@ -317,14 +332,21 @@ def decode_payload(payload: bytes, cls: type[T], options: CodecOptions) -> T:
     try:
         return codec.converter.structure(data, cls)
     except Exception as exc:
-        detail = (
-            "; ".join(cattrs.transform_error(exc))
-            if isinstance(exc, cattrs.BaseValidationError)
-            else str(exc)
-        )
         raise CorruptPayloadError(
-            f"stored payload does not describe a {cls.__name__}: {detail}"
+            f"stored payload does not describe a {cls.__name__}: {_explain(codec, data, cls, exc)}"
         ) from exc
+
+
+def _explain(codec: Codec, data: Any, cls: type[Any], error: Exception) -> str:
+    """Where ``data`` fails to fit ``cls``, by the detailed converter (slow path only)."""
+    try:
+        if codec.explainer is not None:
+            codec.explainer.structure(data, cls)
+    except cattrs.BaseValidationError as exc:
+        return "; ".join(cattrs.transform_error(exc))
+    except Exception as exc:
+        return str(exc)
+    return str(error)
 
 
 @attrs.define

@@ -30,6 +30,8 @@ MODELS: tuple[type[Any], ...] = (TaskResult, ExceptionInfo, Group, ChordState)
 
 
 def _to_utc(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is dt.UTC:
+        return value
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"datetime {value.isoformat()} has no timezone; resultstore stores UTC")
     return value.astimezone(dt.UTC)
@@ -87,7 +89,7 @@ def _same(value: Any) -> Any:
     return value
 
 
-def _configure_common(converter: cattrs.Converter, *, keep_values: bool = False) -> None:
+def _configure_common(converter: cattrs.Converter) -> None:
     """Rules shared by every format.
 
     - Fields left at their default are omitted, to keep payloads small.
@@ -96,7 +98,8 @@ def _configure_common(converter: cattrs.Converter, *, keep_values: bool = False)
     - Tuples (``children``, ``args``, ``task_ids``) are stored as lists and
       come back as tuples; ``received`` chord indices as a sorted list.
     - ``result`` and the contents of ``args``/``kwargs`` pass through
-      untouched: the codec decides which values it can hold.
+      untouched: the codec decides which values it can hold (and walking a
+      large result in Python would cost more than encoding it).
     - Unknown keys are ignored on read, so newer writers stay readable.
     """
     strings = override(struct_hook=_structure_str_tuple, unstruct_hook=list)
@@ -108,17 +111,13 @@ def _configure_common(converter: cattrs.Converter, *, keep_values: bool = False)
             "state": override(struct_hook=_structure_state, unstruct_hook=str),
             "children": strings,
             "args": values,
-            "kwargs": override(struct_hook=_structure_mapping),
+            "result": override(unstruct_hook=_same),
+            "kwargs": override(struct_hook=_structure_mapping, unstruct_hook=_same),
         },
         ExceptionInfo: {"args": override(struct_hook=_structure_any_tuple, unstruct_hook=list)},
         Group: {"task_ids": strings},
         ChordState: {"received": override(struct_hook=_structure_indices, unstruct_hook=sorted)},
     }
-    if keep_values:
-        # cattrs would otherwise rebuild values by their runtime type (tuples
-        # into lists, datetimes through the UTC hook); pickle keeps them as-is.
-        fields[TaskResult]["result"] = override(unstruct_hook=_same)
-        fields[TaskResult]["kwargs"] = override(struct_hook=_structure_mapping, unstruct_hook=_same)
     for model in MODELS:
         converter.register_unstructure_hook(
             model,
@@ -127,7 +126,8 @@ def _configure_common(converter: cattrs.Converter, *, keep_values: bool = False)
             ),
         )
         converter.register_structure_hook(
-            model, make_dict_structure_fn(model, converter, **fields[model])
+            model,
+            make_dict_structure_fn(model, converter, **fields[model]),
         )
 
 
@@ -163,9 +163,13 @@ def configure_pickle_converter(converter: cattrs.Converter) -> None:
     """
     converter.register_unstructure_hook(dt.datetime, _to_utc)
     converter.register_structure_hook(dt.datetime, _structure_datetime_native)
-    _configure_common(converter, keep_values=True)
+    _configure_common(converter)
 
 
-def new_converter() -> cattrs.Converter:
-    """A bare converter with the library's base settings (not yet configured)."""
-    return cattrs.Converter(forbid_extra_keys=False)
+def new_converter(*, detailed_validation: bool = True) -> cattrs.Converter:
+    """A bare converter with the library's base settings (not yet configured).
+
+    Reads use one without detailed validation (the common, fast path) and,
+    only to explain a payload that failed, one with it.
+    """
+    return cattrs.Converter(forbid_extra_keys=False, detailed_validation=detailed_validation)

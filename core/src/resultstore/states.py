@@ -70,9 +70,9 @@ def is_ready(state: str) -> bool:
     return state in READY_STATES
 
 
+_BY_VALUE: Final[dict[str, State]] = {state.value: state for state in State}
+
+
 def state_from_str(value: str) -> str:
     """Return the :class:`State` member for a built-in name, else ``value`` itself."""
-    try:
-        return State(value)
-    except ValueError:
-        return value
+    return _BY_VALUE.get(value, value)
