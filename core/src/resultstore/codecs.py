@@ -63,6 +63,7 @@ T = TypeVar("T")
 MAGIC = b"rs1 "
 _MAX_HEADER = 512
 _parsed_lines: dict[bytes, dict[str, str]] = {}
+_structure_hooks: dict[tuple[str, type[Any]], Callable[[Any, type[Any]], Any]] = {}
 _FIELD = re.compile(rb"^[a-z][a-z0-9_]*=[A-Za-z0-9._:+/=\-]+$")
 
 
@@ -224,25 +225,31 @@ def make_envelope(fields: Mapping[str, str], body: bytes) -> bytes:
 
 def parse_envelope(payload: bytes) -> tuple[dict[str, str], bytes]:
     """Split a payload into its header fields and body, or raise CorruptPayloadError."""
+    fields, start = _header(payload)
+    return dict(fields), bytes(payload[start:])
+
+
+def _header(payload: bytes) -> tuple[Mapping[str, str], int]:
+    """The header fields (shared: do not change them) and where the body starts."""
     if not isinstance(payload, bytes | bytearray | memoryview):
         raise CorruptPayloadError(
             f"stored payload is {type(payload).__name__}, not bytes; the store holds "
             f"data that resultstore did not write"
         )
-    payload = bytes(payload)
-    if not payload.startswith(MAGIC):
+    end = payload.find(b"\n", len(MAGIC), _MAX_HEADER) if payload[:4] == MAGIC else -2
+    if end > 0:
+        known = _parsed_lines.get(payload[len(MAGIC) : end])
+        if known is not None:
+            return known, end + 1
+    if not bytes(payload[:4]) == MAGIC:
         raise CorruptPayloadError(
             f"stored payload does not start with a resultstore header (starts with "
-            f"{payload[:12]!r}); it was written by another program or is damaged. "
+            f"{bytes(payload[:12])!r}); it was written by another program or is damaged. "
             f"Forget the task, or point the backend at a key prefix / table of its own"
         )
-    end = payload.find(b"\n", len(MAGIC), _MAX_HEADER)
     if end < 0:
         raise CorruptPayloadError("stored payload header is not terminated; the payload is damaged")
-    line = payload[len(MAGIC) : end]
-    known = _parsed_lines.get(line)
-    if known is not None:
-        return dict(known), payload[end + 1 :]
+    line = bytes(payload[len(MAGIC) : end])
     fields: dict[str, str] = {}
     for item in line.split(b";"):
         if not _FIELD.match(item):
@@ -254,8 +261,8 @@ def parse_envelope(payload: bytes) -> tuple[dict[str, str], bytes]:
     # A process meets few distinct header lines; remembering them keeps the
     # regex off the read path. Bounded, since payloads come from outside.
     if len(_parsed_lines) < 64:
-        _parsed_lines[line] = dict(fields)
-    return fields, payload[end + 1 :]
+        _parsed_lines[line] = fields
+    return fields, end + 1
 
 
 def encode_payload(obj: Any, options: CodecOptions) -> bytes:
@@ -282,7 +289,8 @@ def encode_payload(obj: Any, options: CodecOptions) -> bytes:
 
 def decode_payload(payload: bytes, cls: type[T], options: CodecOptions) -> T:
     """The core's own decoding: read the header, decompress, deserialize, convert."""
-    fields, body = parse_envelope(payload)
+    fields, start = _header(payload)
+    body = payload[start:]
     name = fields.get("codec")
     if name is None:
         layers = ", ".join(f"{k}={v}" for k, v in fields.items())
@@ -330,7 +338,11 @@ def decode_payload(payload: bytes, cls: type[T], options: CodecOptions) -> T:
             f"stored payload body is not valid {name}: {exc}; the payload is damaged"
         ) from exc
     try:
-        return codec.converter.structure(data, cls)
+        hook = _structure_hooks.get((name, cls))
+        if hook is None:
+            hook = _structure_hooks[(name, cls)] = codec.converter.get_structure_hook(cls)
+        result: T = hook(data, cls)
+        return result
     except Exception as exc:
         raise CorruptPayloadError(
             f"stored payload does not describe a {cls.__name__}: {_explain(codec, data, cls, exc)}"
