@@ -27,6 +27,7 @@ __all__ = [
     "ResultBackend",
     "SupportsBatchStore",
     "SupportsBulkGet",
+    "SupportsCarriedResults",
     "SupportsChords",
     "SupportsCleanup",
     "SupportsGroups",
@@ -171,6 +172,20 @@ class PushListener(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class SupportsCarriedResults(Protocol):
+    """A push listener whose announcements carry the stored result itself.
+
+    After :meth:`PushListener.wait`, the hub takes the results that came
+    with the announcements and delivers the ready ones without reading the
+    store again; ids announced without a usable result are read as usual.
+    """
+
+    def take_carried(self) -> dict[str, TaskResult]:
+        """The results announced since the last call (and forget them)."""
+        ...
 
 
 @runtime_checkable

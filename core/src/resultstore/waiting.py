@@ -20,7 +20,12 @@ from typing import TYPE_CHECKING, Literal, cast
 
 from resultstore.errors import PayloadError, ResultStoreError
 from resultstore.models import TaskResult
-from resultstore.protocols import Capability, PushListener, SupportsPush
+from resultstore.protocols import (
+    Capability,
+    PushListener,
+    SupportsCarriedResults,
+    SupportsPush,
+)
 
 if TYPE_CHECKING:
     from resultstore.store import ResultStore
@@ -356,11 +361,22 @@ class WaitHub:
         announced = listener.wait(self.push_slice)
         self.listens += 1
         if announced:
-            with self._cond:
-                wanted = [t for t in dict.fromkeys(announced) if t in self._watches]
-            if wanted:
-                self._fetch(wanted)
+            self._take_announced(listener, announced)
         return True
+
+    def _take_announced(self, listener: PushListener, announced: Sequence[str]) -> None:
+        """Deliver what the announcements carried; read the other announced ids."""
+        carried = listener.take_carried() if isinstance(listener, SupportsCarriedResults) else {}
+        with self._cond:
+            wanted = [t for t in dict.fromkeys(announced) if t in self._watches]
+        ready: dict[str, Delivery] = {
+            t: carried[t] for t in wanted if t in carried and carried[t].ready
+        }
+        if ready:
+            self._deliver(ready)
+        rest = [t for t in wanted if t not in ready]
+        if rest:
+            self._fetch(rest)
 
     def _poll_step(self) -> bool:
         with self._cond:

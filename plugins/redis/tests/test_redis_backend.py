@@ -91,6 +91,9 @@ def test_store_publishes_on_the_task_channel(store: resultstore.ResultStore) -> 
         listener.subscribe(["w"])
         threading.Timer(0.05, lambda: store.mark_as_done("w", 5)).start()
         assert listener.wait(5.0) == ["w"]
+        carried = listener.take_carried()
+        assert carried["w"].result == 5
+        assert listener.take_carried() == {}
         listener.unsubscribe(["w"])
         assert listener.subscriptions == frozenset()
     finally:
@@ -288,3 +291,25 @@ async def _native_asyncio_twin(redis_server: Server) -> None:
         assert await store.result("a").aget(timeout=5) == {"v": 1}
         await store.forget("a")
         assert await store.get("a") is None
+
+
+def test_announcement_carries_the_result_so_the_hub_reads_nothing_more(
+    store: resultstore.ResultStore,
+) -> None:
+    backend = store.backend
+    assert isinstance(backend, RedisBackend)
+    hub = store.hub
+    got: list[object] = []
+    waiter = threading.Thread(target=lambda: got.append(store.result("c").get(timeout=10)))
+    waiter.start()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not (
+        hub.round_trips >= 1 and _raw(store).pubsub_numsub(backend.channel("c"))[0][1] == 1
+    ):
+        time.sleep(0.01)
+    before = hub.round_trips
+    assert before >= 1  # the read right after subscribing
+    store.mark_as_done("c", 7)
+    waiter.join(10)
+    assert got == [7]
+    assert hub.round_trips == before

@@ -279,4 +279,4 @@ class RedisBackend:
         return AsyncRedisBackend(self)
 
     def listener(self) -> RedisListener:
-        return RedisListener(self.client, self.channel, len(self.channel("")))
+        return RedisListener(self.client, self.channel, len(self.channel("")), self.decode)

@@ -8,23 +8,37 @@ task ids are being waited on; this class maps them to channels. Sends
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from resultstore.errors import PayloadError
+from resultstore.models import TaskResult
+
 __all__ = ["RedisListener"]
 
 
 class RedisListener:
-    """A :class:`~resultstore.protocols.PushListener` over one pub/sub connection."""
+    """A :class:`~resultstore.protocols.PushListener` over one pub/sub connection,
+    whose announcements carry the stored value
+    (:class:`~resultstore.protocols.SupportsCarriedResults`)."""
 
-    def __init__(self, client: Any, channel: Callable[[str], str], prefix_len: int) -> None:
+    def __init__(
+        self,
+        client: Any,
+        channel: Callable[[str], str],
+        prefix_len: int,
+        decode: Callable[[bytes], TaskResult],
+    ) -> None:
         self._pubsub = client.pubsub(ignore_subscribe_messages=True)
         self._channel = channel
         self._prefix_len = prefix_len
+        self._decode = decode
         self._lock = threading.Lock()
         self._subscribed: set[str] = set()
+        self._carried: dict[str, TaskResult] = {}
 
     @property
     def subscriptions(self) -> frozenset[str]:
@@ -69,6 +83,14 @@ class RedisListener:
             task_id = channel[self._prefix_len :]
             if task_id in self._subscribed:
                 announced.append(task_id)
+                # Undecodable: the hub reads it instead and reports the error.
+                with contextlib.suppress(PayloadError):
+                    self._carried[task_id] = self._decode(message["data"])
+
+    def take_carried(self) -> dict[str, TaskResult]:
+        """Results that came with the announcements (the store publishes the value)."""
+        carried, self._carried = self._carried, {}
+        return carried
 
     def close(self) -> None:
         with self._lock:

@@ -10,7 +10,8 @@ from __future__ import annotations
 __all__ = ["CHORD_PART", "STORE"]
 
 #: KEYS[1] result key. ARGV: value, state, ttl ms ("0" = keep), overwrite
-#: ("1"/"0"), channel. Returns {stored 0/1, previous state or false}.
+#: ("1"/"0"), channel. Returns {stored 0/1, previous state or false}. The
+#: announcement carries the stored value, so a waiter needs no second read.
 STORE = """
 local current = redis.call('GET', KEYS[1])
 local previous = false
@@ -27,7 +28,7 @@ if ARGV[3] == '0' then
 else
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
 end
-redis.call('PUBLISH', ARGV[5], ARGV[2])
+redis.call('PUBLISH', ARGV[5], ARGV[1])
 return {1, previous}
 """
 
