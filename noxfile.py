@@ -144,10 +144,16 @@ def docs(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Run every bench/*.py, with every distribution installed; skipped while there is none."""
+    """Run every bench/*.py, with every distribution and bench/requirements.txt installed."""
     scripts = sorted((ROOT / "bench").glob("*.py"))
     if not scripts:
         session.skip("no bench/*.py yet")
     session.install(*_editable(*DISTRIBUTIONS))
+    requirements = ROOT / "bench" / "requirements.txt"
+    if requirements.exists():
+        session.install("-r", str(requirements))
+    servers = sorted({name for dist in DISTRIBUTIONS for name in dist.test_servers})
+    if servers:
+        session.run("bash", "scripts/install-servers.sh", *servers, external=True)
     for script in scripts:
         session.run("python", str(script), *session.posargs)

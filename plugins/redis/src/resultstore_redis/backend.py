@@ -15,10 +15,13 @@ chord script runs there.
 
 from __future__ import annotations
 
+import itertools
+import os
 import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import redis
 import redis.exceptions
 from resultstore.codecs import Serializer
 from resultstore.config import BackendConfig
@@ -29,6 +32,7 @@ from resultstore.states import state_from_str
 
 from resultstore_redis import scripts
 from resultstore_redis.client import ClientSettings, Retrier, build_client
+from resultstore_redis.direct import DirectConnections
 from resultstore_redis.listener import RedisListener
 
 if TYPE_CHECKING:
@@ -38,6 +42,15 @@ __all__ = ["RedisBackend"]
 
 _SEP = b"\0"
 _CHUNK = 1000
+
+
+_TOKEN_PREFIX = uuid.uuid4().hex[:16]
+_tokens = itertools.count()
+
+
+def _token() -> str:
+    """Unique per call across processes and hosts, cheaper than a uuid4 each time."""
+    return f"{_TOKEN_PREFIX}{os.getpid():x}-{next(_tokens):x}"
 
 
 def _text(value: Any) -> str | None:
@@ -74,6 +87,10 @@ class RedisBackend:
         self.retry = Retrier(config.url.redacted(), settings.retry_total)
         self._store_script = self.client.register_script(scripts.STORE)
         self._chord_script = self.client.register_script(scripts.CHORD_PART)
+        # Plain pools (TCP, TLS, unix socket) take the direct path for the hot
+        # commands; sentinel and cluster keep redis-py's routing and failover.
+        pool = None if self.cluster else self.client.connection_pool
+        self.direct = DirectConnections(pool) if type(pool) is redis.ConnectionPool else None
 
     # -- keys --------------------------------------------------------------------
 
@@ -120,10 +137,15 @@ class RedisBackend:
 
     # -- ResultBackend ----------------------------------------------------------------
 
+    def _script(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        direct = self.direct
+        if direct is not None:
+            return self.retry(lambda: direct.evalsha(script.sha, script.script, keys, args))
+        return self.retry(lambda: script(keys=keys, args=args))
+
     def store(self, result: TaskResult, *, overwrite: bool = False) -> StoreOutcome:
         keys, args = self.store_args(result, overwrite)
-        reply = self.retry(lambda: self._store_script(keys=keys, args=args))
-        return self.outcome(reply, result)
+        return self.outcome(self._script(self._store_script, keys, args), result)
 
     def store_many(
         self, results: Sequence[TaskResult], *, overwrite: bool = False
@@ -136,8 +158,29 @@ class RedisBackend:
                 self._store_script(keys=keys, args=args, client=pipe)
             return list(pipe.execute())
 
-        replies = self.retry(self._cluster_batch(calls) if self.cluster else run)
+        if self.direct is not None:
+            replies = self.retry(self._direct_batch(calls))
+        else:
+            replies = self.retry(self._cluster_batch(calls) if self.cluster else run)
         return [self.outcome(reply, result) for reply, result in zip(replies, results, strict=True)]
+
+    def _direct_batch(self, calls: list[tuple[list[str], list[Any]]]) -> Any:
+        direct, script = self.direct, self._store_script
+        assert direct is not None
+
+        def run() -> list[Any]:
+            sha = script.sha
+            commands = [("EVALSHA", sha, len(keys), *keys, *args) for keys, args in calls]
+            replies = direct.pipeline(commands)
+            for index, reply in enumerate(replies):
+                if isinstance(reply, redis.exceptions.NoScriptError):
+                    keys, args = calls[index]
+                    replies[index] = direct.evalsha(sha, script.script, keys, args)
+                elif isinstance(reply, redis.exceptions.ResponseError):
+                    raise reply
+            return replies
+
+        return run
 
     def _cluster_batch(self, calls: list[tuple[list[str], list[Any]]]) -> Any:
         """Cluster pipelines cannot run scripts, so pipeline per node instead;
@@ -167,14 +210,28 @@ class RedisBackend:
         return run
 
     def get(self, task_id: str) -> TaskResult | None:
-        raw = self.retry(lambda: self.client.get(self.task_key(task_id)))
+        key = self.task_key(task_id)
+        direct = self.direct
+        if direct is not None:
+            raw = self.retry(lambda: direct.call("GET", key))
+        else:
+            raw = self.retry(lambda: self.client.get(key))
         return None if raw is None else self.decode(raw)
 
     def get_many(self, task_ids: Sequence[str]) -> dict[str, TaskResult | None]:
         ids = list(dict.fromkeys(task_ids))
         keys = [self.task_key(t) for t in ids]
 
+        direct = self.direct
+
         def run() -> list[Any]:
+            if direct is not None:
+                chunks = [("MGET", *keys[i : i + _CHUNK]) for i in range(0, len(keys), _CHUNK)]
+                replies = direct.pipeline(chunks)
+                for reply in replies:
+                    if isinstance(reply, Exception):
+                        raise reply
+                return [value for chunk in replies for value in chunk]
             if self.cluster:
                 return list(self.client.mget_nonatomic(keys))
             if len(keys) <= _CHUNK:
@@ -194,6 +251,8 @@ class RedisBackend:
         self.retry(lambda: self.client.delete(self.task_key(task_id)))
 
     def close(self) -> None:
+        if self.direct is not None:
+            self.direct.close()
         self.client.close()
         if not self.cluster:
             # The pool was made by us, so the client would not close it itself.
@@ -230,8 +289,8 @@ class RedisBackend:
         keys = self._chord_keys(group_id)
         # The same token across retries lets a completing call whose reply was
         # lost still learn that it completed the chord.
-        args = [str(index), self._serializer.dumps(result), self._ttl_ms, uuid.uuid4().hex]
-        reply = self.retry(lambda: self._chord_script(keys=keys, args=args))
+        args = [str(index), self._serializer.dumps(result), self._ttl_ms, _token()]
+        reply = self._script(self._chord_script, keys, args)
         status, added, received, size = (int(v) for v in reply[:4])
         if status == -1:
             raise ChordError(

@@ -1,0 +1,460 @@
+"""resultstore-redis against Celery's RedisBackend and raw redis-py, in one run.
+
+Everything talks to one throwaway redis-server on loopback, one process,
+the same ~200-byte JSON payload (10 fields). Each case runs in rounds that
+interleave the contenders; the table shows medians and the ratios the Redis
+issue sets as targets. Run with ``nox -s bench`` (installs Celery 5.7).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import redis
+from celery import Celery
+from celery.app.task import Context
+from celery.result import AsyncResult as CeleryResult
+from celery.result import GroupResult as CeleryGroup
+from rich.console import Console
+from rich.table import Table
+
+import resultstore
+from resultstore import State, TaskResult
+from resultstore_contract.servers import start_redis
+
+PAYLOAD = {f"field{i}": f"value-{i}-" + "x" * 6 for i in range(10)}
+# About 1 MB of JSON: 6,500 records of ten mixed string and number fields.
+BIG = {
+    "rows": [
+        {f"f{j}": (f"value-{i}-{j}" if j % 2 else i * j * 1.5) for j in range(10)}
+        for i in range(6_500)
+    ]
+}
+
+
+def _ids(n: int, tag: str) -> list[str]:
+    return [f"{tag}-{uuid.uuid4().hex}" for _ in range(n)]
+
+
+class Bench:
+    def __init__(self, url: str, ops: int) -> None:
+        self.url = url
+        self.ops = ops
+        self.raw = redis.Redis.from_url(url)
+        self.ours = resultstore.connect(url, key_prefix="bench:")
+        self.app = Celery("bench", broker="memory://", backend=url)
+        self.app.conf.result_chord_join_timeout = 10
+
+        @self.app.task(name="bench.callback")
+        def callback(results: list[int]) -> int:
+            return sum(results)
+
+        self.callback = callback
+        self.celery = self.app.backend
+
+    def close(self) -> None:
+        self.ours.close()
+        self.raw.close()
+
+    # -- store -----------------------------------------------------------------
+
+    def store_raw(self) -> float:
+        ids = _ids(self.ops, "raw")
+        start = time.perf_counter()
+        for task_id in ids:
+            value = orjson.dumps({"status": "SUCCESS", "result": PAYLOAD, "task_id": task_id})
+            pipe = self.raw.pipeline(transaction=False)
+            pipe.set(f"raw:{task_id}", value, ex=86400)
+            pipe.publish(f"raw:{task_id}", value)
+            pipe.execute()
+        return self.ops / (time.perf_counter() - start)
+
+    def store_celery(self) -> float:
+        ids = _ids(self.ops, "cel")
+        start = time.perf_counter()
+        for task_id in ids:
+            self.celery.store_result(task_id, PAYLOAD, "SUCCESS")
+        return self.ops / (time.perf_counter() - start)
+
+    def store_ours(self) -> float:
+        ids = _ids(self.ops, "our")
+        start = time.perf_counter()
+        for task_id in ids:
+            self.ours.mark_as_done(task_id, PAYLOAD)
+        return self.ops / (time.perf_counter() - start)
+
+    def batch_ours(self, n: int = 10_000) -> float:
+        results = [TaskResult(t, State.SUCCESS, PAYLOAD) for t in _ids(n, "bat")]
+        start = time.perf_counter()
+        self.ours.store_many(results)
+        return n / (time.perf_counter() - start)
+
+    def batch_celery(self, n: int = 10_000) -> float:
+        ids = _ids(n, "cbat")
+        start = time.perf_counter()
+        for task_id in ids:
+            self.celery.store_result(task_id, PAYLOAD, "SUCCESS")
+        return n / (time.perf_counter() - start)
+
+    # -- get -------------------------------------------------------------------
+
+    def get_raw(self) -> float:
+        ids = _ids(self.ops, "graw")
+        for task_id in ids:
+            self.raw.set(f"raw:{task_id}", orjson.dumps({"status": "SUCCESS", "result": PAYLOAD}))
+        start = time.perf_counter()
+        for task_id in ids:
+            orjson.loads(self.raw.get(f"raw:{task_id}"))  # type: ignore[arg-type]
+        return self.ops / (time.perf_counter() - start)
+
+    def get_celery(self) -> float:
+        ids = _ids(self.ops, "gcel")
+        for task_id in ids:
+            self.celery.store_result(task_id, PAYLOAD, "SUCCESS")
+        start = time.perf_counter()
+        for task_id in ids:
+            CeleryResult(task_id, app=self.app).get()
+        return self.ops / (time.perf_counter() - start)
+
+    def get_ours(self) -> float:
+        ids = _ids(self.ops, "gour")
+        self.ours.store_many([TaskResult(t, State.SUCCESS, PAYLOAD) for t in ids])
+        start = time.perf_counter()
+        for task_id in ids:
+            self.ours.result(task_id).get()
+        return self.ops / (time.perf_counter() - start)
+
+    # -- join ------------------------------------------------------------------
+
+    def join_raw(self, n: int = 10_000) -> float:
+        ids = _ids(n, "jraw")
+        pipe = self.raw.pipeline(transaction=False)
+        for task_id in ids:
+            pipe.set(f"raw:{task_id}", orjson.dumps({"status": "SUCCESS", "result": PAYLOAD}))
+        pipe.execute()
+        keys = [f"raw:{t}" for t in ids]
+        start = time.perf_counter()
+        pipe = self.raw.pipeline(transaction=False)
+        for i in range(0, n, 1000):
+            pipe.mget(keys[i : i + 1000])
+        values = [orjson.loads(v)["result"] for chunk in pipe.execute() for v in chunk]
+        assert len(values) == n
+        return time.perf_counter() - start
+
+    def join_celery(self, n: int = 10_000) -> float:
+        ids = _ids(n, "jcel")
+        for task_id in ids:
+            self.celery.store_result(task_id, PAYLOAD, "SUCCESS")
+        group = CeleryGroup(
+            uuid.uuid4().hex, [CeleryResult(t, app=self.app) for t in ids], app=self.app
+        )
+        start = time.perf_counter()
+        values = group.join_native()
+        assert len(values) == n
+        return time.perf_counter() - start
+
+    def join_ours(self, n: int = 10_000) -> float:
+        ids = _ids(n, "jour")
+        self.ours.store_many([TaskResult(t, State.SUCCESS, PAYLOAD) for t in ids])
+        start = time.perf_counter()
+        values = self.ours.group_result(uuid.uuid4().hex, ids).join(timeout=60)
+        assert len(values) == n
+        return time.perf_counter() - start
+
+    # -- wake latency ------------------------------------------------------------
+
+    def _numsub(self, channel: str) -> int:
+        return int(self.raw.pubsub_numsub(channel)[0][1])
+
+    def _latency(
+        self,
+        trials: int,
+        wait: Callable[[str], None],
+        channel: Callable[[str], str],
+        store: Callable[[str], None],
+    ) -> list[float]:
+        samples = []
+        for _ in range(trials):
+            task_id = uuid.uuid4().hex
+            done = threading.Event()
+            stamp: list[float] = []
+
+            def waiter(task_id: str = task_id) -> None:
+                wait(task_id)
+                stamp.append(time.perf_counter())
+                done.set()
+
+            thread = threading.Thread(target=waiter)
+            thread.start()
+            while self._numsub(channel(task_id)) < 1:
+                time.sleep(0.0005)
+            time.sleep(0.002)  # let the waiter settle into its blocking read
+            t0 = time.perf_counter()
+            store(task_id)
+            done.wait(10)
+            thread.join()
+            samples.append(stamp[0] - t0)
+        return samples
+
+    def wake_raw(self, trials: int) -> list[float]:
+        def wait(task_id: str) -> None:
+            pubsub = self.raw.pubsub(ignore_subscribe_messages=True)
+            pubsub.subscribe(f"raw:{task_id}")
+            while pubsub.get_message(timeout=5) is None:
+                pass
+            pubsub.close()
+
+        return self._latency(
+            trials,
+            wait,
+            lambda t: f"raw:{t}",
+            lambda t: self.raw.publish(f"raw:{t}", b"x") and None,
+        )
+
+    def wake_celery(self, trials: int) -> list[float]:
+        return self._latency(
+            trials,
+            lambda t: CeleryResult(t, app=self.app).get(timeout=10),
+            lambda t: self.celery.get_key_for_task(t).decode(),
+            lambda t: self.celery.store_result(t, PAYLOAD, "SUCCESS"),
+        )
+
+    def wake_ours(self, trials: int) -> list[float]:
+        backend = self.ours.backend
+        return self._latency(
+            trials,
+            lambda t: self.ours.result(t).get(timeout=10),
+            backend.channel,  # type: ignore[attr-defined]
+            lambda t: self.ours.mark_as_done(t, PAYLOAD) and None,
+        )
+
+    # -- big results ---------------------------------------------------------------
+
+    def big_celery(self, n: int = 5) -> float:
+        size = len(json.dumps(BIG))
+        start = time.perf_counter()
+        for task_id in _ids(n, "bcel"):
+            self.celery.store_result(task_id, BIG, "SUCCESS")
+            CeleryResult(task_id, app=self.app).get()
+        return n * size / (time.perf_counter() - start) / 1e6
+
+    def big_ours(self, n: int = 5) -> float:
+        size = len(json.dumps(BIG))
+        start = time.perf_counter()
+        for task_id in _ids(n, "bour"):
+            self.ours.mark_as_done(task_id, BIG)
+            self.ours.result(task_id).get()
+        return n * size / (time.perf_counter() - start) / 1e6
+
+    # -- chords ----------------------------------------------------------------------
+
+    def chord_celery(self, size: int = 1000) -> float:
+        gid = uuid.uuid4().hex
+        self.celery.set_chord_size(gid, size)
+        body = self.callback.s()
+        requests = [
+            Context(id=uuid.uuid4().hex, group=gid, group_index=i, chord=body) for i in range(size)
+        ]
+        start = time.perf_counter()
+        for i, request in enumerate(requests):
+            self.celery.on_chord_part_return(request, "SUCCESS", i)
+        return time.perf_counter() - start
+
+    def chord_ours(self, size: int = 1000) -> float:
+        gid = uuid.uuid4().hex
+        self.ours.set_chord_size(gid, size)
+        parts = [TaskResult(uuid.uuid4().hex, State.SUCCESS, i) for i in range(size)]
+        start = time.perf_counter()
+        for i, part in enumerate(parts):
+            outcome = self.ours.chord_part_return(gid, i, part)
+            if outcome.complete:
+                assert outcome.results is not None
+                self.ours.mark_as_done(f"{gid}-callback", sum(r.result for r in outcome.results))
+        return time.perf_counter() - start
+
+    def evalsha_calls(self) -> int:
+        stats = self.raw.info("commandstats")
+        return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--ops", type=int, default=3000)
+    parser.add_argument("--trials", type=int, default=1000, help="wake-latency trials")
+    args = parser.parse_args()
+    console = Console()
+    rows: list[tuple[str, str, str, str, str]] = []
+    with tempfile.TemporaryDirectory() as tmp, start_redis(Path(tmp)) as server:
+        bench = Bench(server.url, args.ops)
+        runs: dict[str, list[float]] = {}
+
+        def record(name: str, value: float) -> None:
+            runs.setdefault(name, []).append(value)
+
+        for _ in range(args.rounds):
+            for name in (
+                "store_raw",
+                "store_celery",
+                "store_ours",
+                "get_raw",
+                "get_celery",
+                "get_ours",
+                "join_raw",
+                "join_celery",
+                "join_ours",
+                "batch_celery",
+                "batch_ours",
+                "big_celery",
+                "big_ours",
+                "chord_celery",
+                "chord_ours",
+            ):
+                record(name, getattr(bench, name)())
+        before = bench.evalsha_calls()
+        bench.chord_ours()
+        # One EVALSHA per part, plus the one that stores the callback's result.
+        chord_round_trips = (bench.evalsha_calls() - before - 1) / 1000
+        trials = args.trials
+        wake: dict[str, list[float]] = {"raw": [], "celery": [], "ours": []}
+        for _ in range(args.rounds):
+            for name in wake:
+                wake[name] += getattr(bench, f"wake_{name}")(max(1, trials // args.rounds))
+        bench.close()
+
+    m = {name: _median(values) for name, values in runs.items()}
+
+    def row(
+        what: str, ours: str, peer: str, ratio: float, target: float, higher: bool = True
+    ) -> None:
+        ok = ratio >= target if higher else ratio <= target
+        rows.append(
+            (
+                what,
+                ours,
+                peer,
+                f"{ratio:.2f}x",
+                f"{'>=' if higher else '<='} {target:g}x {'OK' if ok else 'MISSED'}",
+            )
+        )
+
+    row(
+        "store/s vs raw SET+PUBLISH",
+        f"{m['store_ours']:,.0f}",
+        f"{m['store_raw']:,.0f}",
+        m["store_ours"] / m["store_raw"],
+        0.9,
+    )
+    row(
+        "store/s vs Celery store_result",
+        f"{m['store_ours']:,.0f}",
+        f"{m['store_celery']:,.0f}",
+        m["store_ours"] / m["store_celery"],
+        2.3,
+    )
+    row(
+        "batch store 10k/s vs Celery one-by-one",
+        f"{m['batch_ours']:,.0f}",
+        f"{m['batch_celery']:,.0f}",
+        m["batch_ours"] / m["batch_celery"],
+        10,
+    )
+    row(
+        "get() ready/s vs raw GET+decode",
+        f"{m['get_ours']:,.0f}",
+        f"{m['get_raw']:,.0f}",
+        m["get_ours"] / m["get_raw"],
+        0.85,
+    )
+    row(
+        "get() ready/s vs Celery AsyncResult.get",
+        f"{m['get_ours']:,.0f}",
+        f"{m['get_celery']:,.0f}",
+        m["get_ours"] / m["get_celery"],
+        3,
+    )
+    row(
+        "join 10k (s) vs raw chunked MGET",
+        f"{m['join_ours']:.3f}",
+        f"{m['join_raw']:.3f}",
+        m["join_ours"] / m["join_raw"],
+        1.5,
+        higher=False,
+    )
+    row(
+        "join 10k speed-up vs Celery join_native",
+        f"{m['join_ours']:.3f}",
+        f"{m['join_celery']:.3f}",
+        m["join_celery"] / m["join_ours"],
+        15,
+    )
+    for q in (0.5, 0.99):
+        ours_q, raw_q, cel_q = (_pct(wake[k], q) * 1000 for k in ("ours", "raw", "celery"))
+        row(
+            f"wake p{int(q * 100)} (ms) vs raw pub/sub",
+            f"{ours_q:.3f}",
+            f"{raw_q:.3f}",
+            ours_q / raw_q,
+            1.5,
+            higher=False,
+        )
+        row(
+            f"wake p{int(q * 100)} (ms) vs Celery",
+            f"{ours_q:.3f}",
+            f"{cel_q:.3f}",
+            ours_q / cel_q,
+            1.0,
+            higher=False,
+        )
+    row(
+        "1 MB store+get MB/s vs Celery",
+        f"{m['big_ours']:.1f}",
+        f"{m['big_celery']:.1f}",
+        m["big_ours"] / m["big_celery"],
+        2,
+    )
+    row(
+        "chord 1000 parts speed-up vs Celery",
+        f"{m['chord_ours']:.3f}s",
+        f"{m['chord_celery']:.3f}s",
+        m["chord_celery"] / m["chord_ours"],
+        2,
+    )
+    row(
+        "chord round trips per part",
+        f"{chord_round_trips:g}",
+        "-",
+        chord_round_trips,
+        1,
+        higher=False,
+    )
+
+    table = Table(title=f"resultstore-redis vs peers (median of {args.rounds} interleaved rounds)")
+    for column in ("figure", "resultstore", "peer", "ratio", "target"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(*r)
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()
