@@ -17,20 +17,18 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import orjson
 import redis
+import resultstore
 from celery import Celery
 from celery.app.task import Context
 from celery.result import AsyncResult as CeleryResult
 from celery.result import GroupResult as CeleryGroup
-from rich.console import Console
-from rich.table import Table
-
-import resultstore
 from resultstore import State, TaskResult
 from resultstore_contract.servers import start_redis
+from rich.console import Console
+from rich.table import Table
 
 PAYLOAD = {f"field{i}": f"value-{i}-" + "x" * 6 for i in range(10)}
 # About 1 MB of JSON: 6,500 records of ten mixed string and number fields.
@@ -189,7 +187,9 @@ class Bench:
             done = threading.Event()
             stamp: list[float] = []
 
-            def waiter(task_id: str = task_id) -> None:
+            def waiter(
+                task_id: str = task_id, stamp: list[float] = stamp, done: threading.Event = done
+            ) -> None:
                 wait(task_id)
                 stamp.append(time.perf_counter())
                 done.set()
