@@ -344,7 +344,7 @@ def main() -> None:
     m = {name: _median(values) for name, values in runs.items()}
 
     def row(
-        what: str, ours: str, peer: str, ratio: float, target: float, higher: bool = True
+        what: str, ours: str, peer: str, ratio: float, target: float, *, higher: bool = True
     ) -> None:
         ok = ratio >= target if higher else ratio <= target
         rows.append(
