@@ -260,10 +260,14 @@ class StoreMachine(RuleBasedStateMachine):
         self.chords[group_id] = _ChordModel(size, self._fresh())
 
     @precondition(lambda self: Capability.CHORDS in self.caps)
-    @rule(pick=_PICK, index=st.integers(min_value=-1, max_value=4), data=st.data())
-    def chord_part_return(self, pick: int, index: int, data: st.DataObject) -> None:
-        group_id = self._id(pick)
-        part = self._draw_result(data, self._id(data.draw(_PICK)))
+    @rule(pick=_PICK, known=st.integers(min_value=0, max_value=9), data=st.data())
+    def chord_part_return(self, pick: int, known: int, data: st.DataObject) -> None:
+        # Mostly a chord the model knows, so that chords fill up, complete and get repeats.
+        sized = sorted(self.chords)
+        group_id = sized[known % len(sized)] if sized and known else self._id(pick)
+        size = self.chords[group_id].size if group_id in self.chords else 4
+        index = data.draw(st.integers(min_value=-1, max_value=size), label="index")
+        part = self._draw_result(data, self._id(data.draw(_PICK, label="part id")))
         chord = self.chords.get(group_id)
         presence = None if chord is None else self._presence(chord.timed)
         try:

@@ -44,7 +44,7 @@ PROFILES: Mapping[str, settings] = {
     "ci": settings(
         derandomize=True,
         max_examples=20,
-        stateful_step_count=25,
+        stateful_step_count=40,
         deadline=None,
         database=None,
         print_blob=True,

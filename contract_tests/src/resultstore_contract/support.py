@@ -29,6 +29,7 @@ __all__ = [
     "StoreFactory",
     "contract_settings",
     "requires",
+    "wait_until",
 ]
 
 #: builds one more client of the store under test; keywords override options.
@@ -51,6 +52,19 @@ def contract_settings(**overrides: Any) -> settings:
     checks = list(settings().suppress_health_check)
     checks += [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
     return settings(deadline=None, suppress_health_check=checks, **overrides)
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    """Wait (a bounded time) for ``condition``; fail naming ``what`` if it never holds.
+
+    For synchronising with background threads, never for asserting speed:
+    the bound is generous and only stops a broken backend from hanging.
+    """
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what} after {timeout} s")
+        time.sleep(0.005)
 
 
 class ManualClock:

@@ -1,0 +1,162 @@
+"""The asyncio API against the same store as the sync API.
+
+Whatever one API writes, the other reads; the asyncio twin (native when the
+backend declares NATIVE_ASYNC, else the core's thread pool) keeps the same
+rules, and asyncio waiters wake, time out and cancel cleanly. The tests run
+their own event loop, so the suite needs no asyncio pytest plugin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import pytest
+from resultstore import ResultStore, ResultTimeoutError
+from resultstore.aio import AsyncResultStore, connect_async
+from resultstore.backends.threaded import ThreadedAsyncBackend
+from resultstore.models import StoreOutcome, TaskResult
+from resultstore.protocols import AsyncResultBackend, Capability
+from resultstore.states import READY_STATES, State
+
+from resultstore_contract.support import ContractBase, IdFactory, requires
+
+__all__ = ["AsyncContract"]
+
+WAIT = 30.0
+T = TypeVar("T")
+
+AsyncConnect = Callable[[], Awaitable[AsyncResultStore]]
+
+
+async def _until(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"gave up waiting for {what} after {timeout} s")
+        await asyncio.sleep(0.005)
+
+
+class AsyncContract(ContractBase):
+    """``resultstore.aio`` over the store under test, next to the sync API."""
+
+    @pytest.fixture
+    def connect_async_store(
+        self,
+        resultstore_url: str,
+        store_options: Mapping[str, Any],
+        store_plugins: Sequence[object],
+    ) -> AsyncConnect:
+        """An asyncio client of the same store as the ``store`` fixture (call in a loop)."""
+
+        async def connect() -> AsyncResultStore:
+            return await connect_async(resultstore_url, plugins=store_plugins, **store_options)
+
+        return connect
+
+    def test_async_and_sync_apis_share_one_store(
+        self, store: ResultStore, connect_async_store: AsyncConnect, new_id: IdFactory
+    ) -> None:
+        done, pending, missing = new_id(), new_id(), new_id("missing")
+
+        async def scenario() -> None:
+            async with await connect_async_store() as astore:
+                assert astore.native == (Capability.NATIVE_ASYNC in store.capabilities)
+                result = TaskResult(done, State.SUCCESS, {"via": "asyncio"})
+                assert await astore.store(result) == StoreOutcome(True, State.SUCCESS, None)
+                assert store.get(done) == result, "the sync API must read what asyncio wrote"
+                progress = TaskResult(pending, "PROGRESS", {"via": "sync"})
+                store.store(progress)
+                assert await astore.get(pending) == progress
+                refused = await astore.store(TaskResult(done, State.STARTED))
+                assert refused == StoreOutcome(False, State.SUCCESS, State.SUCCESS)
+                assert await astore.get_many([done, pending, missing]) == {
+                    done: result,
+                    pending: progress,
+                    missing: None,
+                }
+                await astore.forget(done)
+                assert store.get(done) is None
+                assert await astore.get(done) is None
+
+        asyncio.run(scenario())
+
+    def test_async_twin_keeps_a_ready_state_final_under_concurrency(
+        self, store: ResultStore, new_id: IdFactory
+    ) -> None:
+        task_id = new_id()
+
+        async def scenario() -> list[StoreOutcome]:
+            twin = ThreadedAsyncBackend(store.backend, max_workers=4)
+            try:
+                offers = [
+                    TaskResult(task_id, (State.SUCCESS, State.FAILURE, State.STARTED)[i % 3], i)
+                    for i in range(24)
+                ]
+                return list(await asyncio.gather(*(twin.store(r) for r in offers)))
+            finally:
+                await twin.close()
+
+        outcomes = asyncio.run(scenario())
+        winners = [o for o in outcomes if o.stored and o.state in READY_STATES]
+        assert len(winners) == 1, f"{len(winners)} ready states were stored; one may win"
+        final = store.get(task_id)
+        assert final is not None
+        assert final.state == winners[0].state
+        assert all(o.state == final.state for o in outcomes if not o.stored)
+
+    @requires(Capability.NATIVE_ASYNC)
+    def test_async_native_twin_is_an_async_backend(
+        self, connect_async_store: AsyncConnect, new_id: IdFactory
+    ) -> None:
+        async def scenario() -> None:
+            async with await connect_async_store() as astore:
+                assert astore.native, "NATIVE_ASYNC is declared but the thread pool is used"
+                assert isinstance(astore.backend, AsyncResultBackend)
+                task_id = new_id()
+                await astore.backend.store(TaskResult(task_id, State.SUCCESS, 1))
+                refused = await astore.backend.store(TaskResult(task_id, State.STARTED))
+                assert not refused.stored
+
+        asyncio.run(scenario())
+
+    def test_async_waiter_wakes_on_a_later_store(
+        self, store: ResultStore, connect_async_store: AsyncConnect, new_id: IdFactory
+    ) -> None:
+        early, late = new_id(), new_id()
+        store.store(TaskResult(early, State.SUCCESS, "early"))
+
+        async def scenario() -> tuple[Any, Any]:
+            async with await connect_async_store() as astore:
+                first = await astore.result(early).aget(timeout=WAIT)
+                waiter = asyncio.ensure_future(astore.result(late).aget(timeout=WAIT))
+                hub = astore.sync.hub
+                await _until(lambda: late in hub.watched_ids(), "the asyncio waiter to register")
+                await asyncio.to_thread(hub.flush, WAIT)
+                await asyncio.to_thread(store.store, TaskResult(late, State.STARTED))
+                await asyncio.to_thread(store.store, TaskResult(late, State.SUCCESS, "late"))
+                return first, await waiter
+
+        assert asyncio.run(scenario()) == ("early", "late")
+
+    def test_async_waiter_times_out_and_cancels_cleanly(
+        self, connect_async_store: AsyncConnect, new_id: IdFactory
+    ) -> None:
+        slow, cancelled = new_id("never-stored"), new_id("never-stored")
+
+        async def scenario() -> None:
+            async with await connect_async_store() as astore:
+                hub = astore.sync.hub
+                with pytest.raises(ResultTimeoutError) as caught:
+                    await astore.result(slow).aget(timeout=0.2)
+                assert slow in str(caught.value)
+                waiter = asyncio.ensure_future(astore.result(cancelled).aget(timeout=WAIT))
+                await _until(lambda: cancelled in hub.watched_ids(), "the waiter to register")
+                waiter.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await waiter
+                assert not hub.watched_ids() & {slow, cancelled}, "a waiter left its watch"
+
+        asyncio.run(scenario())

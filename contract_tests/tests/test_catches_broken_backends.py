@@ -1,0 +1,92 @@
+"""The suite must fail against each deliberately broken backend, and pass the faithful one.
+
+Each variant runs the whole ``BackendContract`` in-process through
+``pytester`` with the ci profile, stopping at its first failure. Shrinking
+is left out: it makes a failure readable, not more likely, and a broken
+variant's state machine failure would otherwise shrink for minutes.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+from broken_memory import VARIANTS
+from hypothesis import Phase, settings
+
+HERE = pathlib.Path(__file__).parent
+BROKEN = sorted(scheme for scheme in VARIANTS if scheme != "faithful")
+# Bugs that need no second client, thread, listener or planted payload to show:
+# the state machine alone, with no example written by hand, must find them.
+MACHINE_CATCHES = sorted(
+    set(BROKEN)
+    - {
+        "broken-codec-header-ignored",
+        "broken-corrupt-payload-crashes",
+        "broken-listener-never-unsubscribes",
+        "broken-non-atomic-chord-counter",
+        "broken-push-that-polls",
+    }
+)
+
+CONTRACT = """
+from broken_memory import BrokenBackends
+from resultstore_contract import BackendContract
+
+
+class TestVariant(BackendContract):
+    url = "{scheme}://{{unique}}"
+    plugins = (BrokenBackends,)
+    clock_option = "clock"
+"""
+
+
+def run_contract(pytester: pytest.Pytester, scheme: str, *args: str) -> pytest.RunResult:
+    pytester.syspathinsert(HERE)
+    pytester.makepyfile(test_variant=CONTRACT.format(scheme=scheme))
+    return pytester.runpytest("-p", "no:cacheprovider", "-p", "no:randomly", *args)
+
+
+settings.register_profile(
+    "contract-catch",
+    settings.get_profile("ci"),
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+)
+
+
+@pytest.fixture(autouse=True)
+def _ci_profile(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HYPOTHESIS_PROFILE", "contract-catch")
+
+
+def test_the_faithful_backend_passes_the_whole_contract(pytester: pytest.Pytester) -> None:
+    result = run_contract(pytester, "faithful")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("failed", 0) == 0, result.stdout.str()
+    assert outcomes.get("errors", 0) == 0, result.stdout.str()
+    assert outcomes["passed"] > 100
+
+
+@pytest.mark.parametrize("scheme", BROKEN)
+def test_the_contract_catches(pytester: pytest.Pytester, scheme: str) -> None:
+    result = run_contract(pytester, scheme, "-x", "-q")
+    outcomes = result.parseoutcomes()
+    caught_by = [line for line in result.outlines if line.startswith("FAILED")]
+    assert outcomes.get("errors", 0) == 0, (
+        "a setup error is not a caught bug:\n" + result.stdout.str()
+    )
+    assert outcomes.get("failed", 0) >= 1, f"the contract passed {scheme}://, which is broken"
+    print(f"{scheme}: caught by {caught_by[0] if caught_by else '?'}")
+
+
+@pytest.mark.parametrize("scheme", MACHINE_CATCHES)
+def test_the_state_machine_alone_catches(pytester: pytest.Pytester, scheme: str) -> None:
+    result = run_contract(pytester, scheme, "-x", "-q", "-k", "machine")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("errors", 0) == 0, result.stdout.str()
+    assert outcomes.get("failed", 0) >= 1, f"the state machine passed {scheme}://"
+
+
+def test_there_are_at_least_twelve_broken_variants() -> None:
+    assert len(BROKEN) >= 12
+    assert len(MACHINE_CATCHES) >= 12
