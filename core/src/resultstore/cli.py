@@ -299,3 +299,38 @@ def cleanup(state: CliState) -> None:
 
 main.add_command(demo_command)
 main.add_command(watch_command)
+
+
+# -- check (the contract suite lives in resultstore-contract, imported only here) -----
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("url")
+@click.option(
+    "--profile",
+    type=click.Choice(["ci", "default", "nightly"]),
+    default="ci",
+    show_default=True,
+    help="Hypothesis profile: ci is bounded and reproducible, nightly runs long.",
+)
+@click.option("--verbose", "-v", is_flag=True, help="Show pytest's own report as well.")
+@click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
+def check(url: str, profile: str, verbose: bool, pytest_args: tuple[str, ...]) -> None:
+    """Run the contract suite against the live backend at URL; print a table of the checks.
+
+    Checks the backend skips are listed with the capability it does not
+    declare. Exits 0 when no check failed, 1 when one did, 2 when URL does
+    not connect. Arguments after -- go to pytest (resultstore check URL -- -k chord).
+    """
+    try:
+        from resultstore_contract.check import run_check
+    except ImportError:
+        fail(
+            "resultstore check runs the contract suite, which is not installed: "
+            "pip install resultstore-contract",
+            code=EXIT_STORE_ERROR,
+        )
+    status = run_check(
+        url, profile=profile, verbose=verbose, pytest_args=pytest_args, console=console()
+    )
+    raise click.exceptions.Exit(status)

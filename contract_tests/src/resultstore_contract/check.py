@@ -1,0 +1,413 @@
+"""What runs behind ``resultstore check URL``: the whole contract suite against a live
+backend, reported as a table of passed, failed and skipped groups of checks."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import sys
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import attrs
+import pytest
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_UNREACHABLE",
+    "PROFILES",
+    "CheckReport",
+    "GroupResult",
+    "render",
+    "run_check",
+    "suite_classes",
+]
+
+#: hypothesis profiles ``--profile`` accepts (registered by the contract plugin).
+PROFILES = ("ci", "default", "nightly")
+#: every check that ran passed (or was skipped for a capability the backend lacks).
+EXIT_OK = 0
+#: a check failed, or none ran.
+EXIT_FAILED = 1
+#: the URL did not even connect; nothing was run.
+EXIT_UNREACHABLE = 2
+
+_ENV_PROFILE = "HYPOTHESIS_PROFILE"
+_CAPABILITY = re.compile(r"Capability\.([A-Z_]+)")
+
+
+@attrs.define
+class GroupResult:
+    """One group of checks: the suite class that defines them and what they need."""
+
+    #: the contract class the checks come from, without "Contract" ("Basic", "Machine").
+    name: str
+    #: capabilities the checks need (values of ``resultstore.Capability``), sorted.
+    needs: tuple[str, ...]
+    passed: int = 0
+    failed: list[tuple[str, str]] = attrs.Factory(list)
+    skipped: int = 0
+    #: why checks were skipped, each reason once, in the order first seen.
+    skip_reasons: list[str] = attrs.Factory(list)
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} [{', '.join(self.needs)}]" if self.needs else self.name
+
+    @property
+    def status(self) -> str:
+        if self.failed:
+            return "failed"
+        if self.passed:
+            return "passed"
+        return "skipped" if self.skipped else "empty"
+
+
+@attrs.define
+class CheckReport:
+    """What a run found, group by group, in the suite's order."""
+
+    url: str
+    profile: str
+    groups: dict[tuple[str, tuple[str, ...]], GroupResult] = attrs.Factory(dict)
+    #: failures outside any test (collection errors, a broken suite).
+    errors: list[str] = attrs.Factory(list)
+    pytest_exit: int = 0
+
+    @property
+    def passed(self) -> int:
+        return sum(group.passed for group in self.groups.values())
+
+    @property
+    def failed(self) -> int:
+        return sum(len(group.failed) for group in self.groups.values()) + len(self.errors)
+
+    @property
+    def skipped(self) -> int:
+        return sum(group.skipped for group in self.groups.values())
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_OK if self.failed == 0 and self.passed > 0 else EXIT_FAILED
+
+
+def suite_classes() -> list[type]:
+    """The classes that make up the whole suite.
+
+    :class:`BackendContract` when the package has it (every group in one);
+    otherwise every exported subclass of :class:`ContractBase`.
+    """
+    import resultstore_contract
+    from resultstore_contract.support import ContractBase
+
+    whole = getattr(resultstore_contract, "BackendContract", None)
+    if isinstance(whole, type):
+        return [whole]
+    exported = (getattr(resultstore_contract, name) for name in resultstore_contract.__all__)
+    return [
+        obj
+        for obj in exported
+        if isinstance(obj, type) and issubclass(obj, ContractBase) and obj is not ContractBase
+    ]
+
+
+def _test_module(classes: Sequence[type]) -> str:
+    lines = [
+        '"""Written by resultstore check: the whole suite; the URL comes from the command."""',
+        "",
+        *(f"from {cls.__module__} import {cls.__name__}" for cls in classes),
+        "",
+    ]
+    for cls in classes:
+        lines += ["", f"class Test{cls.__name__}({cls.__name__}):", "    pass", ""]
+    return "\n".join(lines)
+
+
+def _group_of(item: pytest.Item) -> tuple[str, tuple[str, ...]]:
+    function = getattr(item, "function", None)
+    qualname = getattr(function, "__qualname__", item.name)
+    # The class that defines the test, not the generated subclass that runs it.
+    owner = qualname.split(".")[-2] if "." in qualname else "Checks"
+    name = owner.removesuffix("Contract") or owner
+    needs = sorted({str(cap) for marker in item.iter_markers("requires") for cap in marker.args})
+    return name, tuple(needs)
+
+
+def _message(report: pytest.TestReport | pytest.CollectReport) -> str:
+    crash = getattr(report.longrepr, "reprcrash", None)
+    text = getattr(crash, "message", None) or report.longreprtext or report.outcome
+    lines = [line for line in str(text).splitlines() if line.strip()]
+    first = lines[0] if lines else str(report.outcome)
+    return first if len(first) <= 300 else first[:297] + "..."
+
+
+class _Collector:
+    """A pytest plugin object that files each test's outcome under its group."""
+
+    def __init__(self, report: CheckReport) -> None:
+        self.report = report
+        self._group: dict[str, GroupResult] = {}
+        self._outcome: dict[str, str] = {}
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        # After deselection (-k), so that the table lists only what runs.
+        for item in session.items:
+            key = _group_of(item)
+            group = self.report.groups.get(key)
+            if group is None:
+                group = self.report.groups[key] = GroupResult(*key)
+            self._group[item.nodeid] = group
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.report.errors.append(f"{report.nodeid or 'collection'}: {_message(report)}")
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        group = self._group.get(report.nodeid)
+        if group is None or self._outcome.get(report.nodeid) == "failed":
+            return
+        test = report.nodeid.rpartition("::")[2]
+        if report.failed:
+            self._outcome[report.nodeid] = "failed"
+            when = "" if report.when == "call" else f" (in {report.when})"
+            group.failed.append((test, _message(report) + when))
+        elif report.skipped and report.nodeid not in self._outcome:
+            self._outcome[report.nodeid] = "skipped"
+            reason = _skip_reason(report)
+            group.skipped += 1
+            if reason not in group.skip_reasons:
+                group.skip_reasons.append(reason)
+        elif report.when == "call" and report.passed:
+            self._outcome[report.nodeid] = "passed"
+
+    def finish(self) -> None:
+        """Count as passed the tests whose teardown also went through."""
+        for nodeid, outcome in self._outcome.items():
+            if outcome == "passed":
+                self._group[nodeid].passed += 1
+
+
+def _short_reason(reason: str) -> str:
+    """A capability skip as "not declared: chords"; any other reason as it is."""
+    missing = _CAPABILITY.findall(reason)
+    if missing and "not declare" in reason:
+        return "not declared: " + ", ".join(name.lower() for name in missing)
+    return reason
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return _message(report)
+
+
+@contextlib.contextmanager
+def _environment(name: str, value: str) -> Iterator[None]:
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+
+
+def _scrubber(url: str) -> tuple[str, str | None]:
+    from resultstore.urls import parse_url, redact
+
+    try:
+        password = parse_url(url).password
+    except Exception:
+        password = None
+    return redact(url), password or None
+
+
+def _probe_url(template: str, tmp: Path) -> str:
+    """``template`` with its placeholders filled the way the suite fills them."""
+    return template.replace("{tmp_path}", str(tmp)).replace(
+        "{unique}", f"check{uuid.uuid4().hex[:12]}"
+    )
+
+
+def _shares(url: str) -> bool:
+    """Whether a second connection to ``url`` reads what a first one wrote.
+
+    Raises what connecting raises; the round trip also proves that a client
+    which connects lazily really reached its server.
+    """
+    import resultstore
+    from resultstore.models import TaskResult
+    from resultstore.states import State
+
+    task_id = f"resultstore-check-{uuid.uuid4().hex}"
+    with resultstore.connect(url) as writer, resultstore.connect(url) as reader:
+        writer.store(TaskResult(task_id, State.STARTED))
+        try:
+            return reader.get(task_id) is not None
+        finally:
+            writer.forget(task_id)
+
+
+def _suite_url(url: str) -> tuple[str | None, str]:
+    """The URL template the suite runs with, and a note (or why it cannot run).
+
+    The suite opens several connections per check and needs them to reach
+    one store. A URL that names no store (nothing after ``scheme://``) and
+    whose connections each get their own is given a fresh name per check
+    through the suite's ``{unique}`` placeholder.
+    """
+    from resultstore.urls import parse_url
+
+    with tempfile.TemporaryDirectory(prefix="resultstore-check-") as tmp:
+        try:
+            if _shares(_probe_url(url, Path(tmp))):
+                return url, ""
+            parsed = parse_url(url)
+            if parsed.host or parsed.path.strip("/") or "{" in url:
+                return None, (
+                    "two connections to it do not reach the same store, and the contract "
+                    "needs them to: give a URL that names one store ({unique} in it stands "
+                    "for a fresh name per check)"
+                )
+            query = url.partition("?")[2]
+            named = f"{parsed.scheme}://{{unique}}" + (f"?{query}" if query else "")
+            if _shares(_probe_url(named, Path(tmp))):
+                return named, (
+                    f"its connections do not share a store, so each check runs on "
+                    f"{named}, a store named for that check"
+                )
+        except Exception as exc:
+            return None, f"{type(exc).__name__}: {exc}"
+    return None, "two connections to it do not reach the same store, even under one name"
+
+
+def run_check(
+    url: str,
+    *,
+    profile: str = "ci",
+    verbose: bool = False,
+    pytest_args: Sequence[str] = (),
+    console: Console | None = None,
+) -> int:
+    """Run the whole suite against ``url``, print the table, return the exit status.
+
+    ``profile`` picks the hypothesis profile (``ci``: bounded and
+    reproducible); ``pytest_args`` go to pytest as they are (``-k chord``,
+    ``-x``); ``verbose`` shows pytest's own output too.
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    out = console or Console(highlight=False)
+    shown, password = _scrubber(url)
+
+    def scrub(text: str) -> str:
+        return text.replace(password, "***") if password else text
+
+    suite_url, note = _suite_url(url)
+    if suite_url is None:
+        out.print(Text(f"Cannot check {shown}: {scrub(note)}", style="bold red"), soft_wrap=True)
+        return EXIT_UNREACHABLE
+    if note:
+        out.print(Text(f"Note: {shown}: {scrub(note)}", style="yellow"), soft_wrap=True)
+
+    report = CheckReport(url=shown, profile=profile)
+    collector = _Collector(report)
+    with tempfile.TemporaryDirectory(prefix="resultstore-check-") as tmp:
+        folder = Path(tmp)
+        (folder / "test_resultstore_check.py").write_text(_test_module(suite_classes()))
+        # An ini of our own keeps the caller's project settings out of the run.
+        (folder / "pytest.ini").write_text("[pytest]\n")
+        args = [
+            str(folder),
+            "-c",
+            str(folder / "pytest.ini"),
+            "--rootdir",
+            str(folder),
+            "--import-mode=importlib",
+            "-p",
+            "no:cacheprovider",
+            "--resultstore-url",
+            suite_url,
+        ]
+        if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+            args += ["-p", "resultstore_contract.plugin"]
+        args += ["-v"] if verbose else ["-q", "--no-header", "--tb=short"]
+        args += list(pytest_args)
+        captured = io.StringIO()
+        with _environment(_ENV_PROFILE, profile):
+            if verbose:
+                code = pytest.main(args, plugins=[collector])
+            else:
+                with contextlib.redirect_stdout(captured):
+                    code = pytest.main(args, plugins=[collector])
+    collector.finish()
+    report.pytest_exit = int(code)
+    ran = (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.NO_TESTS_COLLECTED)
+    if code not in ran and not report.errors:
+        tail = "" if verbose else scrub(captured.getvalue().strip()[-2000:])
+        report.errors.append(f"pytest stopped with {pytest.ExitCode(code).name}\n{tail}".strip())
+    render(report, out, scrub=scrub)
+    return report.exit_code
+
+
+def render(
+    report: CheckReport,
+    console: Console,
+    *,
+    scrub: Callable[[str], str] = str,
+) -> None:
+    """Print the table of groups, then every failure on one line (through ``scrub``)."""
+    table = Table(
+        title=f"resultstore contract checks of {report.url} (profile {report.profile})",
+        title_justify="left",
+    )
+    table.add_column("Checks", style="bold", no_wrap=True)
+    table.add_column("Needs", no_wrap=True)
+    table.add_column("Passed", justify="right")
+    table.add_column("Failed", justify="right")
+    table.add_column("Skipped", justify="right")
+    table.add_column("Result", no_wrap=True)
+    table.add_column("Why skipped")
+    styles = {"passed": "green", "failed": "bold red", "skipped": "yellow", "empty": "dim"}
+    for group in report.groups.values():
+        table.add_row(
+            Text(group.name),
+            Text(", ".join(group.needs) or "-", style="" if group.needs else "dim"),
+            str(group.passed),
+            Text(str(len(group.failed)), style="bold red" if group.failed else ""),
+            str(group.skipped),
+            Text(group.status, style=styles[group.status]),
+            Text("; ".join(_short_reason(reason) for reason in group.skip_reasons)),
+        )
+    console.print(table)
+    for group in report.groups.values():
+        for test, message in group.failed:
+            line = Text("FAILED ", style="bold red")
+            line.append(f"{group.name}: {test}: ", style="bold")
+            line.append(scrub(message))
+            console.print(line, soft_wrap=True)
+    for error in report.errors:
+        line = Text("ERROR ", style="bold red")
+        line.append(scrub(error))
+        console.print(line, soft_wrap=True)
+    summary = f"{report.passed} passed, {report.failed} failed, {report.skipped} skipped"
+    if report.passed == 0 and report.failed == 0:
+        summary += " (no check ran: nothing was verified)"
+    style = "bold green" if report.exit_code == EXIT_OK else "bold red"
+    console.print(Text(summary, style=style))
+    if report.failed:
+        console.print(
+            Text("Run again with --verbose for pytest's full report.", style="dim"),
+        )
+    sys.stdout.flush()
