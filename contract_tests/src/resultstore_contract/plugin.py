@@ -16,6 +16,10 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
+# The throwaway real servers' session fixtures (redis_server, mongodb_server, ...)
+# come with the suite, for backends whose tests start a server.
+pytest_plugins = ["resultstore_contract.servers"]
+
 __all__ = [
     "PROFILES",
     "PROFILE_ENV",
