@@ -290,7 +290,8 @@ def make_tls_files(directory: Path, *, days: int = 2) -> TLSFiles:
         from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
     except ImportError as exc:
         raise ServerNotInstalledError(
-            f"TLS test servers need the cryptography package ({exc}): pip install cryptography"
+            f"TLS test servers need the cryptography package ({exc}): "
+            "pip install 'resultstore-contract[servers]'"
         ) from exc
 
     directory.mkdir(parents=True, exist_ok=True)
