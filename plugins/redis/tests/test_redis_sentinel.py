@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 import resultstore
 from resultstore_contract.servers import (
     LOOPBACK,
