@@ -113,13 +113,19 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(autouse=True)
 def _resultstore_requires(request: pytest.FixtureRequest) -> None:
     """Skip tests marked ``requires(...)`` whose capabilities the backend lacks."""
-    needed = [cap for marker in request.node.iter_markers("requires") for cap in marker.args]
+    markers = list(request.node.iter_markers("requires"))
+    if not markers:
+        return
+    from resultstore.protocols import Capability
+
+    # Only Capability arguments are ours: another plugin's ``requires`` marker is left alone.
+    needed = [cap for marker in markers for cap in marker.args if isinstance(cap, Capability)]
     if not needed:
         return
-    declared: frozenset[Any] = request.getfixturevalue("backend_capabilities")
-    missing = [str(cap) for cap in needed if cap not in declared]
+    declared: frozenset[Capability] = request.getfixturevalue("backend_capabilities")
+    missing = [cap for cap in needed if cap not in declared]
     if missing:
-        names = ", ".join(f"Capability.{m.upper()}" for m in missing)
+        names = ", ".join(f"Capability.{cap.name}" for cap in missing)
         pytest.skip(f"the backend does not declare {names}")
 
 
