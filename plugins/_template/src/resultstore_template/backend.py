@@ -47,6 +47,7 @@ def _clock(value: Any) -> Clock:
     return clock
 
 
+# --8<-- [start:factory]
 def open_backend(config: BackendConfig) -> KeyValueBackend:
     """Build the backend for ``config`` (the ``target`` of the BackendSpec)."""
     clock = config.options.take("clock", _clock, time.time)
@@ -54,3 +55,6 @@ def open_backend(config: BackendConfig) -> KeyValueBackend:
     # KeyValueBackend adds states, ready-is-final, groups, chords and expiry
     # on top of the store's few atomic primitives.
     return KeyValueBackend.from_config(store, config)
+
+
+# --8<-- [end:factory]
