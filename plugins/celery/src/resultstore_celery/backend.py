@@ -1,0 +1,554 @@
+"""``ResultStoreBackend``: Celery's result-backend interface over any resultstore store.
+
+Celery loads it from the ``celery.result_backends`` entry point ``resultstore``:
+``result_backend = "resultstore+redis://localhost:6379/0"`` hands this class
+``redis://localhost:6379/0``, which it opens with :func:`resultstore.connect`.
+Waiting goes through the store's shared waiter (pub/sub where the store
+pushes, adaptive polling elsewhere), and chords complete exactly once inside
+the store instead of through Celery's ``chord_unlock`` polling task.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Generator, Iterable, Sequence
+from typing import Any
+
+from celery import states as celery_states  # type: ignore[import-untyped]  # celery ships no type information
+from celery.backends.base import BaseBackend  # type: ignore[import-untyped]  # celery ships no type information
+from celery.canvas import maybe_signature  # type: ignore[import-untyped]  # celery ships no type information
+from celery.exceptions import (  # type: ignore[import-untyped]  # celery ships no type information
+    ChordError as CeleryChordError,
+)
+from celery.exceptions import (
+    ImproperlyConfigured,
+)
+from celery.exceptions import (
+    TimeoutError as CeleryTimeoutError,
+)
+from celery.utils.functional import _regen  # type: ignore[import-untyped]  # celery ships no type information
+from celery.utils.log import get_logger  # type: ignore[import-untyped]  # celery ships no type information
+from resultstore.errors import BackendUnavailableError, ChordError, ConfigurationError
+from resultstore.models import ChordOutcome, TaskResult
+from resultstore.protocols import Capability
+from resultstore.remote import rebuild_exception
+from resultstore.store import ResultStore, connect
+from resultstore.urls import redact
+from resultstore.waiting import Delivery, describe_ids, failing_note
+
+from resultstore_celery.meta import (
+    CELERY_EXCEPTIONS,
+    MISSING_FAILURE,
+    exception_info,
+    pending_meta,
+    to_meta,
+    to_task_result,
+)
+from resultstore_celery.settings import Settings, settings_from
+
+__all__ = ["ResultStoreBackend"]
+
+logger = get_logger(__name__)
+
+#: how many chord sizes a process remembers having set (to skip Celery's repeat call).
+_SIZED_MAX = 4096
+#: how many chord headers a process keeps, to place each part without a read.
+_HEADERS_MAX = 64
+_SIZE_POLL = 0.01
+_READY = frozenset(celery_states.READY_STATES)
+
+# Backends alive in this process; their locks are renewed in a forked child,
+# where a lock held by a parent thread would never be released.
+_backends: weakref.WeakSet[ResultStoreBackend] = weakref.WeakSet()
+
+
+def _renew_locks() -> None:
+    for backend in list(_backends):
+        backend._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_renew_locks)
+
+
+class _Inbox:
+    """Results the store's waiter hands over to one waiting thread."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._items: list[tuple[str, Delivery]] = []
+
+    def put(self, task_id: str, value: Delivery) -> None:
+        with self._cond:
+            self._items.append((task_id, value))
+            self._cond.notify()
+
+    def take(self, until: float | None) -> list[tuple[str, Delivery]]:
+        """Everything delivered so far, waiting until ``until`` (monotonic) for one."""
+        with self._cond:
+            while not self._items:
+                left = None if until is None else until - time.monotonic()
+                if left is not None and left <= 0:
+                    return []
+                self._cond.wait(left)
+            items, self._items = self._items, []
+            return items
+
+
+def _member_ids(results: Iterable[Any]) -> list[str]:
+    """Task ids of a Celery group's results, nested groups flattened in order."""
+    ids: list[str] = []
+    for result in results:
+        members = getattr(result, "results", None)
+        if members is not None:
+            ids.extend(_member_ids(members))
+        else:
+            ids.append(str(result.id))
+    return ids
+
+
+class ResultStoreBackend(BaseBackend):  # type: ignore[misc]  # Celery's base class is untyped
+    """A Celery result backend whose results live in a resultstore store.
+
+    One instance serves every thread of a process (resultstore stores are
+    thread-safe); a forked child opens a store of its own on first use.
+    """
+
+    #: joins read every member in one ``get_many`` and wait through the shared waiter.
+    supports_native_join = True
+
+    def __init__(self, app: Any, url: str | None = None, **kwargs: Any) -> None:
+        super().__init__(app, url=url, **kwargs)
+        # Celery otherwise builds one backend per thread.
+        self.thread_safe = True
+        try:
+            self.settings: Settings = settings_from(
+                url,
+                app.conf,
+                expires=self.expires,
+                serializer=self.serializer,
+                accept=self.accept,
+            )
+        except ConfigurationError as exc:
+            raise ImproperlyConfigured(str(exc)) from exc
+        self.allowed_exceptions: tuple[type[BaseException], ...] = (
+            *CELERY_EXCEPTIONS,
+            *self.settings.allowed_exceptions,
+        )
+        self._extended = bool(app.conf.find_value_for_key("extended", "result"))
+        self._lock = threading.Lock()
+        self._store: ResultStore | None = None
+        self._pid = 0
+        self._sized: OrderedDict[str, int] = OrderedDict()
+        self._headers: OrderedDict[str, tuple[str, ...]] = OrderedDict()
+        _backends.add(self)
+        self._open()
+
+    # -- the store -------------------------------------------------------------
+
+    def _open(self) -> ResultStore:
+        with self._lock:
+            if self._store is None or self._pid != os.getpid():
+                # A store inherited through fork() is left alone: its sockets
+                # and threads belong to the parent process.
+                try:
+                    self._store = connect(
+                        self.settings.url,
+                        allowed_exceptions=self.allowed_exceptions,
+                        **self.settings.options,
+                    )
+                except ConfigurationError as exc:
+                    raise ImproperlyConfigured(f"result_backend {self.as_uri()!r}: {exc}") from exc
+                self._pid = os.getpid()
+            return self._store
+
+    @property
+    def store(self) -> ResultStore:
+        """The :class:`~resultstore.ResultStore` this process reads and writes through."""
+        store = self._store
+        if store is not None and self._pid == os.getpid():
+            return store
+        return self._open()
+
+    def close(self) -> None:
+        """Close this process's store (a later use opens it again)."""
+        with self._lock:
+            store, self._store = self._store, None
+        if store is not None and self._pid == os.getpid():
+            store.close()
+
+    def as_uri(self, include_password: bool = False) -> str:
+        url = self.settings.url if include_password else redact(self.settings.url)
+        return f"resultstore+{url}"
+
+    def __reduce__(self, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> Any:
+        return super().__reduce__(args, {**(kwargs or {}), "url": self.url})
+
+    @property
+    def supports_autoexpire(self) -> bool:
+        # Celery beat schedules its daily backend_cleanup task only when this is False.
+        return Capability.AUTO_EXPIRY in self.store.capabilities
+
+    def exception_safe_to_retry(self, exc: BaseException) -> bool:
+        return isinstance(exc, BackendUnavailableError)
+
+    def prepare_compression(self, compression: Any) -> None:
+        # resultstore compresses (result_compression is passed on as its
+        # ``compression`` option), so Celery must not compress as well.
+        return None
+
+    def cleanup(self) -> None:
+        """Celery beat's daily ``backend_cleanup``: delete expired results now."""
+        if Capability.CLEANUP in self.store.capabilities:
+            self.store.cleanup()
+
+    # -- exceptions ------------------------------------------------------------
+
+    def encode_result(self, result: Any, state: str) -> Any:
+        if state in self.EXCEPTION_STATES and isinstance(result, BaseException):
+            # resultstore describes the exception itself; Celery's dict form
+            # would lose the module and the cause chain.
+            return result
+        return self.prepare_value(result)
+
+    def exception_to_python(self, exc: Any) -> BaseException | None:
+        """Rebuild an exception safely: never import, never call anything but the class."""
+        if not exc:
+            return None
+        if isinstance(exc, BaseException):
+            return exc
+        return rebuild_exception(exception_info(exc), self.allowed_exceptions)
+
+    # -- storing ---------------------------------------------------------------
+
+    def _task_result(
+        self, task_id: str, result: Any, state: str, traceback: Any, request: Any
+    ) -> TaskResult:
+        return to_task_result(
+            task_id,
+            result,
+            state,
+            traceback=traceback,
+            request=request,
+            extended=self._extended,
+            children=self.current_task_children(request),
+        )
+
+    def _store_result(
+        self,
+        task_id: str,
+        result: Any,
+        state: str,
+        traceback: Any = None,
+        request: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        # A ready state already stored stays: the store refuses the write
+        # atomically (Celery's own backends only check SUCCESS, and racily).
+        self.store.store(self._task_result(task_id, result, state, traceback, request))
+        return result
+
+    def _forget(self, task_id: str) -> None:
+        self.store.forget(task_id)
+
+    # -- reading ---------------------------------------------------------------
+
+    def _meta(self, result: TaskResult) -> dict[str, Any]:
+        return to_meta(result, self.allowed_exceptions)
+
+    def _get_task_meta_for(self, task_id: str) -> dict[str, Any]:
+        found = self.store.get(task_id)
+        return pending_meta(task_id) if found is None else self._meta(found)
+
+    def task_result_exists(self, task_id: str) -> bool:
+        return self.store.get(task_id) is not None
+
+    def _remember(self, task_id: str, meta: dict[str, Any]) -> None:
+        if meta["status"] == celery_states.SUCCESS:
+            self._cache[task_id] = meta
+
+    def _cached(self, task_id: str) -> dict[str, Any] | None:
+        try:
+            meta: dict[str, Any] = self._cache[task_id]
+        except KeyError:
+            return None
+        return meta
+
+    # -- waiting ---------------------------------------------------------------
+
+    def _watch(
+        self,
+        task_ids: Sequence[str],
+        timeout: float | None,
+        interval: float | None,
+        on_interval: Callable[[], Any] | None,
+    ) -> Generator[tuple[str, TaskResult], None, None]:
+        """Yield each id's ready result as the store's waiter delivers it.
+
+        Raises Celery's TimeoutError once ``timeout`` seconds passed with
+        ids still pending; calls ``on_interval`` every ``interval`` seconds
+        meanwhile (Celery checks parent failures there).
+        """
+        started = time.monotonic()
+        deadline = None if timeout is None else started + max(0.0, timeout)
+        tick = interval if interval is not None and interval > 0 else None
+        pending = set(task_ids)
+        inbox = _Inbox()
+        hub = self.store.hub
+        watch = hub.watch(pending, inbox.put, interval=tick)
+        try:
+            while pending:
+                until = deadline
+                if on_interval is not None and tick is not None:
+                    until = (
+                        time.monotonic() + tick
+                        if until is None
+                        else min(until, time.monotonic() + tick)
+                    )
+                items = inbox.take(until)
+                for task_id, delivery in items:
+                    if isinstance(delivery, BaseException):
+                        raise delivery
+                    pending.discard(task_id)
+                    yield task_id, delivery
+                if not pending:
+                    return
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise CeleryTimeoutError(
+                        f"The operation timed out: {describe_ids(pending)} not ready after "
+                        f"{time.monotonic() - started:.3f}s (timeout={timeout}s)"
+                        f"{failing_note(hub)}"
+                    )
+                if not items and on_interval is not None:
+                    on_interval()
+        finally:
+            watch.cancel()
+
+    def wait_for(
+        self,
+        task_id: str,
+        timeout: float | None = None,
+        interval: float | None = 0.5,
+        no_ack: bool = True,
+        on_interval: Callable[[], Any] | None = None,
+    ) -> dict[str, Any]:
+        """Wait for one task; push where the store announces results, polling elsewhere."""
+        self._ensure_not_eager()
+        meta: dict[str, Any] = self.get_task_meta(task_id)
+        if meta["status"] in _READY:
+            return meta
+        for _task_id, result in self._watch((task_id,), timeout, interval, on_interval):
+            meta = self._meta(result)
+            self._remember(task_id, meta)
+        return meta
+
+    def get_many(  # noqa: PLR0917  # Celery's signature, positional arguments included
+        self,
+        task_ids: Iterable[str],
+        timeout: float | None = None,
+        interval: float | None = 0.5,
+        no_ack: bool = True,
+        on_message: Callable[[dict[str, Any]], Any] | None = None,
+        on_interval: Callable[[], Any] | None = None,
+        max_iterations: int | None = None,
+        READY_STATES: frozenset[str] = _READY,  # Celery's keyword name
+    ) -> Generator[tuple[str, dict[str, Any]], None, None]:
+        """Yield ``(task_id, meta)`` for each id once ready: one read, then the shared waiter.
+
+        ``max_iterations`` (Celery's poll count) bounds the wait to that many
+        ``interval`` periods; ``max_iterations=1`` reads once and returns.
+        """
+        ids = list(dict.fromkeys(str(t) for t in task_ids))
+        unknown: list[str] = []
+        for task_id in ids:
+            cached = self._cached(task_id)
+            if cached is not None and cached["status"] in READY_STATES:
+                yield task_id, cached
+            else:
+                unknown.append(task_id)
+        if not unknown:
+            return
+        found = self.store.get_many(unknown)
+        pending: list[str] = []
+        for task_id in unknown:
+            result = found.get(task_id)
+            if result is None or result.state not in READY_STATES:
+                pending.append(task_id)
+                continue
+            meta = self._meta(result)
+            self._remember(task_id, meta)
+            if on_message is not None:
+                on_message(meta)
+            yield task_id, meta
+        if not pending or (max_iterations is not None and max_iterations <= 1):
+            return
+        if max_iterations is not None:
+            budget = (interval or 0.5) * (max_iterations - 1)
+            timeout = budget if timeout is None else min(timeout, budget)
+        for task_id, result in self._watch(pending, timeout, interval, on_interval):
+            meta = self._meta(result)
+            self._remember(task_id, meta)
+            if on_message is not None:
+                on_message(meta)
+            yield task_id, meta
+
+    # -- groups ----------------------------------------------------------------
+
+    def _save_group(self, group_id: str, result: Any) -> Any:
+        self.store.save_group(group_id, _member_ids(result.results))
+        return result
+
+    def _restore_group(self, group_id: str) -> dict[str, Any] | None:
+        group = self.store.get_group(group_id)
+        if group is None:
+            return None
+        members = [self.app.AsyncResult(task_id, backend=self) for task_id in group.task_ids]
+        return {
+            "result": self.app.GroupResult(group_id, members, app=self.app),
+            "date_done": None if group.date_done is None else group.date_done.isoformat(),
+        }
+
+    def _delete_group(self, group_id: str) -> None:
+        self.store.delete_group(group_id)
+
+    # -- chords ----------------------------------------------------------------
+
+    def _chords(self) -> bool:
+        return Capability.CHORDS in self.store.capabilities
+
+    def _set_size(self, group_id: str, size: int) -> None:
+        self.store.set_chord_size(group_id, size)
+        self._sized[group_id] = size
+        while len(self._sized) > _SIZED_MAX:
+            self._sized.popitem(last=False)
+
+    def apply_chord(self, header_result_args: Sequence[Any], body: Any, **kwargs: Any) -> None:
+        """Prepare a chord before its header is sent: save the header, set the size.
+
+        Stores without chord support fall back to Celery's ``chord_unlock`` task.
+        """
+        if not self._chords():
+            super().apply_chord(header_result_args, body, **kwargs)
+            return
+        group_id, results = header_result_args[0], header_result_args[1]
+        if isinstance(results, _regen):
+            # A header given as a generator is counted as it is sent: Celery
+            # calls set_chord_size() before sending its last task.
+            return
+        ids = _member_ids(results)
+        if Capability.GROUPS in self.store.capabilities:
+            self.store.save_group(group_id, ids)
+        self._set_size(group_id, len(ids))
+
+    def set_chord_size(self, group_id: str, chord_size: int) -> None:
+        if not self._chords() or self._sized.get(group_id) == chord_size:
+            return
+        self._set_size(group_id, chord_size)
+
+    def add_to_chord(self, group_id: str, result: Any) -> None:
+        raise NotImplementedError(
+            "a resultstore chord has a fixed size, so Task.add_to_chord() cannot grow it; "
+            "start a new chord (or a group) from the task instead"
+        )
+
+    def _header(self, group_id: str) -> tuple[str, ...] | None:
+        """The chord's header task ids as apply_chord() saved them (read once per process)."""
+        header = self._headers.get(group_id)
+        if header is None and Capability.GROUPS in self.store.capabilities:
+            group = self.store.get_group(group_id)
+            if group is not None:
+                header = self._headers[group_id] = group.task_ids
+                while len(self._headers) > _HEADERS_MAX:
+                    self._headers.popitem(last=False)
+        return header
+
+    def _part_index(self, request: Any) -> int:
+        """The part's position in the header, from which the body gets its values in order.
+
+        Celery's ``group_index`` is used when the saved header agrees with
+        it; the task of a chord nested in the header carries the index it
+        has inside the inner chord, so it is found by its id instead.
+        """
+        task_id = request.id
+        index = getattr(request, "group_index", None)
+        header = self._header(request.group)
+        if header is not None:
+            if isinstance(index, int) and 0 <= index < len(header) and header[index] == task_id:
+                return index
+            if task_id in header:
+                return header.index(task_id)
+        if isinstance(index, int):
+            return index
+        raise ChordError(
+            f"chord {request.group!r}: task {task_id!r} carries no group_index and is not "
+            f"in the saved header; send the chord from Celery >= 5.1"
+        )
+
+    def _record_part(self, group_id: str, index: int, part: TaskResult) -> ChordOutcome:
+        deadline: float | None = None
+        while True:
+            try:
+                return self.store.chord_part_return(group_id, index, part)
+            except ChordError:
+                # A header sent from a generator gets its size just before
+                # its last task is sent; an earlier part may get here first.
+                if self.store.get_chord(group_id) is not None:
+                    raise
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + float(self.app.conf.result_chord_join_timeout or 3.0)
+                if now >= deadline:
+                    raise
+                time.sleep(_SIZE_POLL)
+
+    def on_chord_part_return(self, request: Any, state: str, result: Any, **kwargs: Any) -> None:
+        """Record a header part; the one call that completes the chord sends the body.
+
+        A failed (or revoked) part fails the body with Celery's ChordError
+        and calls its errbacks, once every part is in.
+        """
+        group_id, task_id = getattr(request, "group", None), getattr(request, "id", None)
+        if not group_id or not task_id or not getattr(request, "chord", None):
+            return
+        if not self._chords():
+            return  # chord_unlock, started by apply_chord(), does the joining
+        callback = maybe_signature(request.chord, app=self.app)
+        part = to_task_result(task_id, self.encode_result(result, state), state)
+        try:
+            outcome = self._record_part(group_id, self._part_index(request), part)
+        except ChordError as exc:
+            logger.exception("Chord %r: part %r could not be recorded", group_id, task_id)
+            self._fail_chord(callback, CeleryChordError(str(exc)), exc)
+            return
+        if not outcome.complete or outcome.results is None:
+            return
+        failed = outcome.failed_parts
+        if failed:
+            culprit = failed[0]
+            cause = rebuild_exception(culprit.exception or MISSING_FAILURE, self.allowed_exceptions)
+            error = CeleryChordError(f"Dependency {culprit.task_id} raised {cause!r}")
+            logger.error("Chord %r failed: %s", group_id, error)
+            self._fail_chord(callback, error, cause)
+            return
+        values = [part.result for part in outcome.results]
+        publish = getattr(self.app.amqp, "_retry_publish", None)
+        try:
+            if publish is not None:
+                publish(callback.delay, values)
+            else:
+                callback.delay(values)
+        except Exception as exc:
+            logger.exception("Chord %r: sending the body failed", group_id)
+            self._fail_chord(callback, CeleryChordError(f"Callback error: {exc!r}"), exc)
+
+    def _fail_chord(self, callback: Any, error: BaseException, cause: BaseException) -> None:
+        """Fail the body with ``error`` and call its errbacks (Celery's way)."""
+        try:
+            # Celery's chord_error_from_stack reads the traceback of the
+            # exception being handled, so there must be one.
+            raise error from cause
+        except CeleryChordError as exc:
+            self.chord_error_from_stack(callback, exc)

@@ -1,0 +1,125 @@
+"""The Celery app of the workflow tests: the worker subprocess runs it, the tests send from it.
+
+``make_app()`` builds an app with every test task; the module-level ``app``
+(what ``celery -A bridge_app worker`` loads) is configured from the
+environment: ``BRIDGE_BROKER`` (a Redis URL), ``BRIDGE_BACKEND``
+(``resultstore+...``) and ``BRIDGE_ACKS_LATE`` (``1`` for redelivery tests).
+Tasks that record having run append a line to a file under ``BRIDGE_LOG_DIR``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from celery import Celery  # type: ignore[import-untyped]  # celery ships no type information
+
+
+class AllowedError(Exception):
+    """Allow-listed in the app's configuration: comes back as itself."""
+
+
+class StrangeError(Exception):
+    """Not allow-listed: comes back as a RemoteError subclass of the same name."""
+
+
+_ERRORS: dict[str, type[Exception]] = {
+    "value": ValueError,
+    "allowed": AllowedError,
+    "strange": StrangeError,
+}
+
+
+def log_line(name: str, line: str) -> None:
+    """Append ``line`` to the file ``name`` in ``$BRIDGE_LOG_DIR``."""
+    folder = os.environ["BRIDGE_LOG_DIR"]
+    with (Path(folder) / name).open("a", encoding="utf-8") as handle:
+        handle.write(line + "\n")
+
+
+def make_app(broker: str, backend: str, *, acks_late: bool = False) -> Any:
+    """A Celery app with the test tasks, its results stored through ``backend``."""
+    app = Celery("bridge_app")
+    app.conf.update(
+        broker_url=broker,
+        result_backend=backend,
+        result_extended=True,
+        task_acks_late=acks_late,
+        worker_prefetch_multiplier=1 if acks_late else 4,
+        broker_transport_options={
+            # Unacknowledged messages of a killed worker come back this soon.
+            "visibility_timeout": 2,
+            "unacked_restore_interval": 1,
+            "unacked_restore_throttle": 1,
+        },
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        resultstore_allowed_exceptions=["bridge_app.AllowedError"],
+    )
+
+    @app.task(shared=False, name="bridge.add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    @app.task(shared=False, name="bridge.tsum")
+    def tsum(values: list[int]) -> int:
+        return sum(values)
+
+    @app.task(shared=False, name="bridge.tsum_logged")
+    def tsum_logged(values: list[int], log: str) -> int:
+        """A chord body that records each run, so tests can count them."""
+        log_line(log, f"{len(values)} {sum(values)}")
+        return sum(values)
+
+    @app.task(shared=False, name="bridge.slow_add", bind=True)
+    def slow_add(self: Any, x: int, y: int, seconds: float, log: str | None = None) -> int:
+        """Sleeps ``seconds``; with ``log``, records its id first (each run, reruns too)."""
+        if log is not None:
+            log_line(log, str(self.request.id))
+        time.sleep(seconds)
+        return x + y
+
+    @app.task(shared=False, name="bridge.fail")
+    def fail(message: str, kind: str = "value") -> None:
+        raise _ERRORS[kind](message)
+
+    @app.task(shared=False, name="bridge.record_error")
+    def record_error(request: Any, exc: BaseException, traceback: str, log: str) -> None:
+        """A new-style errback: Celery calls it with the failed request."""
+        log_line(log, f"{request.id} {type(exc).__name__} {exc}")
+
+    @app.task(shared=False, name="bridge.flaky", bind=True, max_retries=3, default_retry_delay=0)
+    def flaky(self: Any, succeed_on: int) -> int:
+        if self.request.retries < succeed_on:
+            raise self.retry(exc=ValueError(f"attempt {self.request.retries}"), countdown=0)
+        return int(self.request.retries)
+
+    @app.task(shared=False, name="bridge.progress", bind=True, track_started=True)
+    def progress(self: Any, total: int, gate: str) -> int:
+        """Reports PROGRESS, then waits (at most 30 s) for the file ``gate`` to exist."""
+        self.update_state(state="PROGRESS", meta={"done": total - 1, "total": total})
+        deadline = time.monotonic() + 30
+        while not Path(gate).exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return total
+
+    @app.task(shared=False, name="bridge.ignored", ignore_result=True)
+    def ignored(log: str) -> int:
+        log_line(log, "ran")
+        return 42
+
+    @app.task(shared=False, name="bridge.spawn")
+    def spawn(n: int) -> list[str]:
+        """Starts ``n`` children, which Celery stores as the task's children."""
+        return [add.delay(i, i).id for i in range(n)]
+
+    return app
+
+
+app = make_app(
+    os.environ.get("BRIDGE_BROKER", "memory://"),
+    os.environ.get("BRIDGE_BACKEND", "resultstore+memory://"),
+    acks_late=os.environ.get("BRIDGE_ACKS_LATE") == "1",
+)

@@ -1,0 +1,250 @@
+"""Celery workflows end to end: a real worker, a real Redis broker, the bridge as result backend.
+
+Every test here runs real tasks through ``celery worker``; ``bridge`` runs
+it once per store (SQLite, resultstore-redis, MongoDB when installed).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import bridge_app
+import pytest
+from celery import chain, chord, group  # type: ignore[import-untyped]  # untyped
+from celery.exceptions import (  # type: ignore[import-untyped]  # untyped
+    ChordError,
+    TaskRevokedError,
+)
+from celery.exceptions import TimeoutError as CeleryTimeoutError
+from celery.result import GroupResult  # type: ignore[import-untyped]  # untyped
+from conftest import Bridge
+from resultstore import RemoteError
+
+TIMEOUT = 60
+
+
+def _until(check: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.02)
+
+
+# -- single tasks ----------------------------------------------------------------
+
+
+def test_task_result_and_metadata(bridge: Bridge) -> None:
+    result = bridge.task("add").delay(2, 3)
+    assert result.get(timeout=TIMEOUT) == 5
+    assert result.state == "SUCCESS"
+    assert result.successful()
+    assert result.exists()
+    assert isinstance(result.date_done, dt.datetime)
+    assert result.date_done.tzinfo is not None
+    # result_extended=True in the app: Celery's extended fields come back.
+    assert result.name == "bridge.add"
+    assert result.args == [2, 3]
+    assert result.kwargs == {}
+    assert result.retries == 0
+    assert result.queue == "celery"
+    assert result.worker is not None
+    assert result.worker.startswith(f"{bridge.store}-")
+
+
+def test_failure_propagates_or_is_returned(bridge: Bridge) -> None:
+    result = bridge.task("fail").delay("boom")
+    with pytest.raises(ValueError, match="boom"):
+        result.get(timeout=TIMEOUT)
+    returned = result.get(timeout=TIMEOUT, propagate=False)
+    assert type(returned) is ValueError
+    assert returned.args == ("boom",)
+    assert result.state == "FAILURE"
+    assert result.failed()
+    assert "ValueError: boom" in result.traceback
+
+
+def test_exceptions_are_rebuilt_without_importing(bridge: Bridge) -> None:
+    allowed = bridge.task("fail").delay("listed", kind="allowed")
+    strange = bridge.task("fail").delay("unlisted", kind="strange")
+    # The app allow-lists bridge_app.AllowedError: it comes back as itself.
+    with pytest.raises(bridge_app.AllowedError, match="listed"):
+        allowed.get(timeout=TIMEOUT)
+    # Anything else comes back as a RemoteError named like the original,
+    # even though the class exists in this process: nothing is looked up.
+    exc = strange.get(timeout=TIMEOUT, propagate=False)
+    assert isinstance(exc, RemoteError)
+    assert not isinstance(exc, bridge_app.StrangeError)
+    assert type(exc).__name__ == "StrangeError"
+    assert exc.remote_module == "bridge_app"
+    assert str(exc) == "unlisted"
+
+
+def test_retries_then_success_and_exhausted_retries(bridge: Bridge) -> None:
+    recovered = bridge.task("flaky").delay(2)
+    exhausted = bridge.task("flaky").delay(10)
+    assert recovered.get(timeout=TIMEOUT) == 2
+    assert recovered.retries == 2
+    # max_retries=3: the fourth failure is final and raises the task's exception.
+    with pytest.raises(ValueError, match="attempt 3"):
+        exhausted.get(timeout=TIMEOUT)
+    assert exhausted.state == "FAILURE"
+
+
+def test_revoked_task(bridge: Bridge) -> None:
+    task_id = uuid.uuid4().hex
+    # reply=True: the worker knows the id is revoked before the task arrives.
+    replies = bridge.app.control.revoke(task_id, reply=True, timeout=10)
+    assert replies
+    result = bridge.task("add").apply_async((1, 1), task_id=task_id)
+    with pytest.raises(TaskRevokedError):
+        result.get(timeout=TIMEOUT)
+    assert result.state == "REVOKED"
+    assert isinstance(result.get(timeout=TIMEOUT, propagate=False), TaskRevokedError)
+
+
+def test_custom_progress_state(bridge: Bridge, tmp_path: Path) -> None:
+    gate = tmp_path / "go"
+    result = bridge.task("progress").delay(5, str(gate))
+    _until(lambda: result.state == "PROGRESS", "the PROGRESS state")
+    assert result.info == {"done": 4, "total": 5}
+    assert not result.ready()
+    gate.touch()
+    assert result.get(timeout=TIMEOUT) == 5
+    assert result.state == "SUCCESS"
+
+
+def test_ignored_result_is_never_stored(bridge: Bridge) -> None:
+    log = bridge.log()
+    result = bridge.task("ignored").delay(log)
+    assert result.get(timeout=TIMEOUT) is None  # Celery does not wait for ignored results
+    _until(lambda: bridge.lines(log) == ["ran"], "the ignored task to run")
+    assert not result.exists()
+    assert result.state == "PENDING"
+
+
+def test_unknown_id_is_pending(bridge: Bridge) -> None:
+    result = bridge.app.AsyncResult(uuid.uuid4().hex)
+    assert result.state == "PENDING"
+    assert not result.exists()
+    with pytest.raises(CeleryTimeoutError):
+        result.get(timeout=0.2)
+
+
+def test_forget(bridge: Bridge) -> None:
+    result = bridge.task("add").delay(20, 22)
+    assert result.get(timeout=TIMEOUT) == 42
+    result.forget()
+    fresh = bridge.app.AsyncResult(result.id)
+    assert fresh.state == "PENDING"
+    assert not fresh.exists()
+
+
+def test_children_of_a_task(bridge: Bridge) -> None:
+    parent = bridge.task("spawn").delay(3)
+    child_ids = parent.get(timeout=TIMEOUT)
+    assert [child.id for child in parent.children] == child_ids
+    assert [child.get(timeout=TIMEOUT) for child in parent.children] == [0, 2, 4]
+
+
+# -- groups ------------------------------------------------------------------------
+
+
+def test_group_of_500_joined(bridge: Bridge) -> None:
+    add = bridge.task("add")
+    result = group(add.s(i, i) for i in range(500)).apply_async()
+    assert result.supports_native_join
+    assert result.get(timeout=TIMEOUT) == [2 * i for i in range(500)]
+    assert result.completed_count() == 500
+
+
+def test_group_join_with_a_failure(bridge: Bridge) -> None:
+    add, fail = bridge.task("add"), bridge.task("fail")
+    result = group([add.s(1, 1), fail.s("in group"), add.s(2, 2)]).apply_async()
+    with pytest.raises(ValueError, match="in group"):
+        result.get(timeout=TIMEOUT)
+    values = result.join_native(timeout=TIMEOUT, propagate=False)
+    assert values[0] == 2
+    assert values[2] == 4
+    assert isinstance(values[1], ValueError)
+
+
+def test_group_save_restore_delete(bridge: Bridge) -> None:
+    add = bridge.task("add")
+    result = group(add.s(i, 1) for i in range(5)).apply_async()
+    result.save()
+    restored = GroupResult.restore(result.id, app=bridge.app)
+    assert restored is not None
+    assert [r.id for r in restored.results] == [r.id for r in result.results]
+    assert restored.get(timeout=TIMEOUT) == [1, 2, 3, 4, 5]
+    restored.delete()
+    assert GroupResult.restore(result.id, app=bridge.app) is None
+
+
+# -- chords and chains -----------------------------------------------------------
+
+
+def test_chord_of_1000_with_a_sum(bridge: Bridge) -> None:
+    add, tsum_logged = bridge.task("add"), bridge.task("tsum_logged")
+    log = bridge.log()
+    result = chord([add.s(i, 0) for i in range(1000)], tsum_logged.s(log=log)).apply_async()
+    assert result.get(timeout=TIMEOUT) == sum(range(1000))
+    # The body ran once, with every value.
+    assert bridge.lines(log) == [f"1000 {sum(range(1000))}"]
+
+
+def test_chord_with_a_failing_part(bridge: Bridge) -> None:
+    add, fail, tsum = bridge.task("add"), bridge.task("fail"), bridge.task("tsum")
+    log = bridge.log()
+    errback = bridge.task("record_error").s(log=log)
+    header = [add.s(1, 1), fail.s("part failed"), add.s(2, 2)]
+    result = chord(header, tsum.s().on_error(errback)).apply_async()
+    with pytest.raises(ChordError, match="part failed") as raised:
+        result.get(timeout=TIMEOUT, follow_parents=False)
+    failed_part = result.parent.results[1].id
+    assert failed_part in str(raised.value)
+    assert result.state == "FAILURE"
+    # The errback ran once, for the body, with Celery's ChordError.
+    _until(lambda: bool(bridge.lines(log)), "the errback")
+    (line,) = bridge.lines(log)
+    assert line.startswith(f"{result.id} ChordError Dependency {failed_part}")
+
+
+def test_nested_chords_and_chains(bridge: Bridge) -> None:
+    add, tsum = bridge.task("add"), bridge.task("tsum")
+    workflows = {
+        # chain -> chord -> task: the chord's header gets the chain's value.
+        "chain through a chord": (
+            chain(add.s(1, 1), chord([add.s(i) for i in range(4)], tsum.s()), add.s(100)),
+            (2 + 0) + (2 + 1) + (2 + 2) + (2 + 3) + 100,
+        ),
+        # A chord in a chord's header counts as its body's one value.
+        "chord in a header": (
+            chord([chord([add.s(1, 1), add.s(2, 2)], tsum.s()), add.s(10, 10)], tsum.s()),
+            (2 + 4) + 20,
+        ),
+        # A nested chord whose body is a group gives the outer chord two values.
+        "group body in a header": (
+            chord(
+                [chord([add.s(1, 1), add.s(2, 2)], group(tsum.s(), tsum.s())), add.s(10, 10)],
+                tsum.s(),
+            ),
+            6 + 6 + 20,
+        ),
+        "chain in a header": (chord([chain(add.s(1, 1), add.s(1)), add.s(5, 5)], tsum.s()), 13),
+        "chain as the body": (
+            chord([add.s(1, 1), add.s(2, 2)], chain(tsum.s(), add.s(1000))),
+            1006,
+        ),
+        "group of chords": (
+            group(chord([add.s(i, i) for i in range(3)], tsum.s()) for _ in range(3)),
+            [6, 6, 6],
+        ),
+    }
+    started = {name: canvas.apply_async() for name, (canvas, _) in workflows.items()}
+    for name, result in started.items():
+        assert result.get(timeout=TIMEOUT) == workflows[name][1], name
