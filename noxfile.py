@@ -39,6 +39,8 @@ class Distribution:
     name: str
     extras: tuple[str, ...]
     test_servers: tuple[str, ...]
+    #: folders of other distributions its tests use (``[tool.resultstore] test-with``).
+    test_with: tuple[str, ...] = ()
 
     @property
     def id(self) -> str:
@@ -60,6 +62,7 @@ def _read(pyproject: Path) -> Distribution:
         name=project.get("name", pyproject.parent.name),
         extras=tuple(sorted(project.get("optional-dependencies", {}))),
         test_servers=tuple(settings.get("test-servers", ())),
+        test_with=tuple(settings.get("test-with", ())),
     )
 
 
@@ -115,7 +118,8 @@ def typecheck(session: nox.Session) -> None:
 @nox.parametrize("dist", [nox.param(d, id=d.id) for d in DISTRIBUTIONS])
 def tests(session: nox.Session, dist: Distribution) -> None:
     """pytest in one distribution's folder, with core and the contract suite installed."""
-    session.install(*_editable(_by_folder(CORE), _by_folder(CONTRACT), dist))
+    others = [_by_folder(folder) for folder in dist.test_with]
+    session.install(*_editable(_by_folder(CORE), _by_folder(CONTRACT), *others, dist))
     if dist.test_servers:
         # The script installs Python-packaged servers with "$PYTHON -m pip".
         session.install("pip")
