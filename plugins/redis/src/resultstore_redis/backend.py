@@ -27,13 +27,13 @@ from resultstore.codecs import Serializer
 from resultstore.config import BackendConfig
 from resultstore.errors import ChordError
 from resultstore.models import ChordOutcome, ChordState, Group, StoreOutcome, TaskResult
-from resultstore.protocols import Capability
 from resultstore.states import state_from_str
 
 from resultstore_redis import scripts
 from resultstore_redis.client import ClientSettings, Retrier, build_client
 from resultstore_redis.direct import DirectConnections
 from resultstore_redis.listener import RedisListener
+from resultstore_redis.plugin import CAPABILITIES
 
 if TYPE_CHECKING:
     from resultstore_redis.aio import AsyncRedisBackend
@@ -62,18 +62,7 @@ def _text(value: Any) -> str | None:
 class RedisBackend:
     """Results, groups and chords in Redis; waiting through pub/sub."""
 
-    capabilities = frozenset(
-        {
-            Capability.BULK_GET,
-            Capability.BATCH_STORE,
-            Capability.PUSH,
-            Capability.AUTO_EXPIRY,
-            Capability.GROUPS,
-            Capability.CHORDS,
-            Capability.SHARED,
-            Capability.NATIVE_ASYNC,
-        }
-    )
+    capabilities = CAPABILITIES
 
     def __init__(self, config: BackendConfig) -> None:
         settings = ClientSettings.take_from(config.options)

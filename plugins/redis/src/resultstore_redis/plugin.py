@@ -6,7 +6,8 @@ from collections.abc import Iterable
 
 from resultstore import BackendSpec, Capability, hookimpl
 
-_CAPABILITIES = frozenset(
+#: what every Redis backend declares (the backend module uses this same set).
+CAPABILITIES = frozenset(
     {
         Capability.BULK_GET,
         Capability.BATCH_STORE,
@@ -33,7 +34,7 @@ def resultstore_register_backends() -> Iterable[BackendSpec]:
         BackendSpec(
             scheme=scheme,
             target="resultstore_redis.backend:RedisBackend",
-            capabilities=_CAPABILITIES,
+            capabilities=CAPABILITIES,
             summary=summary,
             distribution="resultstore-redis",
         )
