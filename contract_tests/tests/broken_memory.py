@@ -253,9 +253,16 @@ class ExpiredStillReadable(MemoryBackend):
         return self.data.results.get(task_id)
 
 
+class WithoutBackDoor(MemoryBackend):
+    """Correct, but offers no raw back door for planting payloads."""
+
+    plant_payload = None  # type: ignore[assignment]  # hides the method, as a backend without one
+
+
 #: every broken variant, by URL scheme (``faithful`` is the control, not broken).
 VARIANTS: dict[str, type[MemoryBackend]] = {
     "faithful": Faithful,
+    "no-back-door": WithoutBackDoor,
     "broken-ready-overwritten": ReadyOverwrittenByStarted,
     "broken-only-success-final": OnlySuccessIsFinal,
     "broken-overwrite-ignored": OverwriteIgnored,

@@ -301,6 +301,18 @@ class BadInputContract(ContractBase):
             "a bad payload made the waiting machinery fail or reopen its listener"
         )
 
+    def test_bad_corrupt_payload_reaches_waiters_and_group_joins(
+        self, store: ResultStore, plant_payload: Plant, new_id: IdFactory
+    ) -> None:
+        bad, good = new_id("bad"), new_id("good")
+        plant_payload(bad, CORRUPT_PAYLOADS["body-not-json"])
+        store.store(TaskResult(good, State.SUCCESS, "fine"))
+        with pytest.raises(CorruptPayloadError):
+            store.result(bad).get(timeout=30)
+        with pytest.raises(CorruptPayloadError):
+            store.group_result(new_id("group"), [good, bad]).join(timeout=30)
+        assert store.result(good).get(timeout=30) == "fine", "one bad payload hid another result"
+
     def test_bad_hostile_exception_reaches_the_waiter_as_remote_error(
         self,
         store: ResultStore,

@@ -260,14 +260,30 @@ class StoreMachine(RuleBasedStateMachine):
         self.chords[group_id] = _ChordModel(size, self._fresh())
 
     @precondition(lambda self: Capability.CHORDS in self.caps)
-    @rule(pick=_PICK, known=st.integers(min_value=0, max_value=9), data=st.data())
-    def chord_part_return(self, pick: int, known: int, data: st.DataObject) -> None:
-        # Mostly a chord the model knows, so that chords fill up, complete and get repeats.
-        sized = sorted(self.chords)
-        group_id = sized[known % len(sized)] if sized and known else self._id(pick)
-        size = self.chords[group_id].size if group_id in self.chords else 4
-        index = data.draw(st.integers(min_value=-1, max_value=size), label="index")
-        part = self._draw_result(data, self._id(data.draw(_PICK, label="part id")))
+    @rule(pick=_PICK, size_first=st.integers(min_value=0, max_value=3), data=st.data())
+    def chord_parts_return(self, pick: int, size_first: int, data: st.DataObject) -> None:
+        """A few parts of one chord, as its header tasks finish (repeats and strays too).
+
+        Mostly on a chord that has a size (set here if need be, like a
+        worker would before the header runs), so that chords fill up,
+        complete, and get repeats after completing.
+        """
+        group_id = self._id(pick)
+        chord = self.chords.get(group_id)
+        unsized = chord is None or self._presence(chord.timed) is _Presence.GONE
+        if unsized and size_first:
+            self.store.set_chord_size(group_id, size_first)
+            self.chords[group_id] = _ChordModel(size_first, self._fresh())
+        size = self.chords[group_id].size if group_id in self.chords else 3
+        indices = data.draw(
+            st.lists(st.integers(min_value=-1, max_value=size), min_size=1, max_size=size + 3),
+            label="indices",
+        )
+        for index in indices:
+            part = self._draw_result(data, self._id(data.draw(_PICK, label="part id")))
+            self._chord_part(group_id, index, part)
+
+    def _chord_part(self, group_id: str, index: int, part: TaskResult) -> None:
         chord = self.chords.get(group_id)
         presence = None if chord is None else self._presence(chord.timed)
         try:
@@ -309,18 +325,16 @@ class StoreMachine(RuleBasedStateMachine):
         group_id = self._id(pick)
         self._check_chord(group_id, self.store.get_chord(group_id))
 
-    @precondition(lambda self: self.clock is not None)
-    @rule(seconds=_CLOCK_STEPS)
-    def let_time_pass(self, seconds: float) -> None:
-        assert self.clock is not None
-        self.clock.advance(seconds)
-
-    @precondition(lambda self: Capability.CLEANUP in self.caps)
-    @rule()
-    def cleanup(self) -> None:
-        removed = self.store.cleanup()
-        assert isinstance(removed, int), f"cleanup() returned {removed!r}, not a count"
-        assert removed >= 0, f"cleanup() returned {removed!r}"
+    @precondition(lambda self: self.clock is not None or Capability.CLEANUP in self.caps)
+    @rule(seconds=_CLOCK_STEPS, cleanup=st.booleans())
+    def time_passes(self, seconds: float, cleanup: bool) -> None:
+        """Time passes (on a manual clock), and maybe someone runs a cleanup."""
+        if self.clock is not None:
+            self.clock.advance(seconds)
+        if cleanup and Capability.CLEANUP in self.caps:
+            removed = self.store.cleanup()
+            assert isinstance(removed, int), f"cleanup() returned {removed!r}, not a count"
+            assert removed >= 0, f"cleanup() returned {removed!r}"
 
     # -- invariants ----------------------------------------------------------------
 
