@@ -7,9 +7,11 @@ process of a task queue does.
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing
 import queue
 import traceback
+import types
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -37,11 +39,29 @@ class _Order:
     args: tuple[Any, ...]
 
 
+@attrs.frozen
+class _ModuleByName:
+    """A plugin module, sent by name: modules do not pickle, and a child imports its own."""
+
+    name: str
+
+
+def _portable(plugin: object) -> object:
+    return _ModuleByName(plugin.__name__) if isinstance(plugin, types.ModuleType) else plugin
+
+
+def _restored(plugin: object) -> object:
+    if isinstance(plugin, _ModuleByName):
+        return importlib.import_module(plugin.name)
+    return plugin
+
+
 def _child(order: _Order, gate: Any, results: Any) -> None:
     import resultstore
 
     try:
-        store = resultstore.connect(order.url, plugins=order.plugins, **order.options)
+        plugins = [_restored(plugin) for plugin in order.plugins]
+        store = resultstore.connect(order.url, plugins=plugins, **order.options)
         try:
             if gate is not None:
                 gate.wait(CHILD_TIMEOUT)
@@ -68,12 +88,13 @@ def run_in_processes(
     a child's exception fails the calling test with the child's traceback.
     """
     ctx = multiprocessing.get_context("spawn")
+    portable = tuple(_portable(plugin) for plugin in plugins)
     results = ctx.Queue()
     gate = ctx.Barrier(len(jobs)) if together else None
     children = [
         ctx.Process(
             target=_child,
-            args=(_Order(i, job, url, dict(options), tuple(plugins), args), gate, results),
+            args=(_Order(i, job, url, dict(options), portable, args), gate, results),
             daemon=True,
         )
         for i, args in enumerate(jobs)

@@ -102,8 +102,9 @@ class ContractBase:
       store. For a server started by a fixture, override the
       ``resultstore_url`` fixture instead.
     - ``store_options``: keyword options passed to ``connect()``.
-    - ``plugins``: extra plugin objects passed to ``connect()`` (modules or
-      classes importable by name, so that spawned processes can use them).
+    - ``plugins``: extra plugin objects passed to ``connect()``. Spawned
+      processes get them too: modules are re-imported there by name, other
+      objects must pickle (a class defined at module level does).
     - ``clock_option``: the name of the option through which the backend
       takes a clock (a callable returning seconds); None when it has none,
       and then expiry is tested with short real TTLs.
