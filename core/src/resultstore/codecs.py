@@ -392,6 +392,12 @@ class Serializer:
         # Skip the hook machinery on the hot path when only the core encodes.
         self._plain = hooks is None or hooks.codec_is_default()
 
+    @property
+    def plain(self) -> bool:
+        """True when only the core encodes and decodes: no plugin wraps payloads
+        (backends that store documents instead of payloads may do so only then)."""
+        return self._plain
+
     def dumps(self, obj: Any) -> bytes:
         """Encode a model; raises EncodeError or ResultTooLargeError."""
         if self._plain or self._hooks is None:
