@@ -1,0 +1,134 @@
+"""The native asyncio twin of the MongoDB backend, over pymongo's ``AsyncMongoClient``.
+
+Same documents, same atomic store, same retry policy as
+:mod:`resultstore_mongodb.backend`; only the client differs. Groups, chords
+and waiting stay on the sync backend (the result API's hub does the waiting
+for both).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
+from resultstore.models import StoreOutcome, TaskResult
+
+from resultstore_mongodb.backend import (
+    _CURRENT,
+    _PROJECTION,
+    _UPSERT_TRIES,
+    BATCH,
+    Refused,
+    judge,
+    live,
+    live_state,
+    outcome,
+    stuck,
+    unready,
+)
+from resultstore_mongodb.client import build_client
+from resultstore_mongodb.documents import CODEC_OPTIONS
+
+if TYPE_CHECKING:
+    from resultstore_mongodb.backend import MongoBackend
+
+__all__ = ["AsyncMongoBackend"]
+
+
+class AsyncMongoBackend:
+    """An :class:`~resultstore.protocols.AsyncResultBackend` for one MongoBackend's store."""
+
+    def __init__(self, backend: MongoBackend) -> None:
+        self._sync = backend
+        self.capabilities = backend.capabilities
+        self.client = build_client(backend.settings, use_asyncio=True)
+        database = self.client.get_database(backend.settings.database, codec_options=CODEC_OPTIONS)
+        self.results = database[backend.settings.taskmeta_collection]
+
+    async def _replace(
+        self, filter_: Mapping[str, Any], doc: Mapping[str, Any], *, insert: bool = True
+    ) -> Any:
+        return await self.results.find_one_and_replace(
+            filter_,
+            doc,
+            projection=_PROJECTION,
+            upsert=insert,
+            return_document=ReturnDocument.BEFORE,
+        )
+
+    async def _overwrite(self, task_id: str, doc: Mapping[str, Any]) -> Any:
+        for attempt in range(_UPSERT_TRIES):
+            try:
+                return await self._replace({"_id": task_id}, doc)
+            except DuplicateKeyError:
+                # Another writer created the document first; the next run replaces it.
+                if attempt == _UPSERT_TRIES - 1:
+                    raise
+        return None  # pragma: no cover  # the loop returns or raises
+
+    async def _store(
+        self, result: TaskResult, doc: Mapping[str, Any], now: dt.datetime
+    ) -> StoreOutcome:
+        # The sync backend's _store, awaited: see there.
+        for _ in range(_UPSERT_TRIES):
+            try:
+                before = await self._replace(unready(result.task_id), doc)
+            except DuplicateKeyError:
+                current = await self.results.find_one({"_id": result.task_id}, _CURRENT)
+                try:
+                    expired = judge(current, now)
+                except Refused as refused:
+                    return StoreOutcome(False, refused.state, refused.state)
+                if expired is not None and await self._replace(expired, doc, insert=False):
+                    return StoreOutcome(True, result.state, None)
+                continue
+            return outcome(before, result, now)
+        raise stuck(result, self.results.full_name)
+
+    async def store(self, result: TaskResult, *, overwrite: bool = False) -> StoreOutcome:
+        sync = self._sync
+        now = sync.now()
+        doc = sync.documents.result(result, sync.expires_at(now))
+        if overwrite:
+            before = await sync.retry.run_async(lambda: self._overwrite(result.task_id, doc))
+            return StoreOutcome(True, result.state, live_state(before, now))
+        return await sync.retry.run_async(lambda: self._store(result, doc, now))
+
+    async def get(self, task_id: str) -> TaskResult | None:
+        sync = self._sync
+        doc = await sync.retry.run_async(lambda: self.results.find_one({"_id": task_id}))
+        if doc is None or not live(doc, sync.now()):
+            return None
+        return sync.documents.load_result(doc)
+
+    async def get_many(self, task_ids: Sequence[str]) -> dict[str, TaskResult | None]:
+        sync = self._sync
+        ids = list(dict.fromkeys(task_ids))
+        docs: dict[str, Any] = {}
+
+        async def read(chunk: list[str]) -> list[Any]:
+            cursor = self.results.find({"_id": {"$in": chunk}}, batch_size=len(chunk))
+            return list(await cursor.to_list(None))
+
+        for start in range(0, len(ids), BATCH):
+            chunk = ids[start : start + BATCH]
+            for doc in await sync.retry.run_async(lambda chunk=chunk: read(chunk)):  # type: ignore[misc]
+                docs[doc["_id"]] = doc
+        now = sync.now()
+        return {
+            task_id: (
+                None
+                if (doc := docs.get(task_id)) is None or not live(doc, now)
+                else sync.documents.load_result(doc)
+            )
+            for task_id in ids
+        }
+
+    async def forget(self, task_id: str) -> None:
+        await self._sync.retry.run_async(lambda: self.results.delete_one({"_id": task_id}))
+
+    async def close(self) -> None:
+        await self.client.close()

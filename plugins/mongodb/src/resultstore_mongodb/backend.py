@@ -1,0 +1,614 @@
+"""The MongoDB backend: one document per result, group and chord, atomic where it matters.
+
+Collections (in ``database``, default the URL's path or ``resultstore``)::
+
+    resultstore_taskmeta    one document per task (_id = task id), see documents.py
+    resultstore_groupmeta   one document per group (_id = group id)
+    resultstore_chordmeta   one document per chord: size, received indices, parts
+
+Every collection has a TTL index on ``expires_at``, so MongoDB deletes what
+expired by itself; reads treat an expired document as missing meanwhile
+(the TTL monitor runs once a minute), and ``cleanup()`` deletes them now.
+
+A store is one ``findAndModify`` whose filter excludes ready states
+(``{_id, state: {$nin: [SUCCESS, FAILURE, REVOKED]}}``), replacing the
+document or inserting it (upsert); the document it replaced comes back and
+gives ``previous_state``. Nothing is read first. When the task holds a
+ready state the filter misses, the upsert's insert fails with E11000, and
+only then is the document read, to report the state that stays (or, if
+that ready state has expired, to replace exactly that document).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import os
+import threading
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import pymongo
+import pymongo.errors
+from pymongo import IndexModel, InsertOne, ReplaceOne, ReturnDocument
+from resultstore.codecs import Serializer
+from resultstore.config import BackendConfig
+from resultstore.errors import ChordError, ConfigurationError
+from resultstore.models import ChordOutcome, ChordState, Group, StoreOutcome, TaskResult
+from resultstore.protocols import Capability
+from resultstore.states import READY_STATES, state_from_str
+
+from resultstore_mongodb.client import Retrier, Settings, build_client, server_identity
+from resultstore_mongodb.documents import CODEC_OPTIONS, Documents
+from resultstore_mongodb.listener import ChangeStreamListener
+
+if TYPE_CHECKING:
+    from resultstore_mongodb.aio import AsyncMongoBackend
+
+__all__ = [
+    "BASE_CAPABILITIES",
+    "MongoBackend",
+    "Refused",
+    "judge",
+    "live_expression",
+    "outcome",
+    "unready",
+]
+
+T = TypeVar("T")
+
+#: what every MongoDB deployment gives; PUSH is added where change streams work.
+BASE_CAPABILITIES = frozenset(
+    {
+        Capability.BULK_GET,
+        Capability.BATCH_STORE,
+        Capability.AUTO_EXPIRY,
+        Capability.CLEANUP,
+        Capability.GROUPS,
+        Capability.CHORDS,
+        Capability.PERSISTENT,
+        Capability.SHARED,
+        Capability.NATIVE_ASYNC,
+    }
+)
+
+_READY = sorted(READY_STATES)
+#: ids per ``$in`` read and results per bulk write.
+BATCH = 1000
+#: how often an upsert that lost an insert race is run again before giving up.
+_UPSERT_TRIES = 8
+_DUPLICATE_KEY = 11000
+
+_TOKEN_PREFIX = uuid.uuid4().hex[:16]
+_tokens = itertools.count()
+
+_ensured: set[tuple[str, str, str]] = set()
+_ensured_lock = threading.Lock()
+
+
+def _token() -> str:
+    """Unique per call across processes and hosts, cheaper than a uuid4 each time."""
+    return f"{_TOKEN_PREFIX}{os.getpid():x}-{next(_tokens):x}"
+
+
+def moment(seconds: float) -> dt.datetime:
+    """``seconds`` since the epoch as a UTC datetime at millisecond precision, like BSON."""
+    whole = dt.datetime.fromtimestamp(seconds, dt.UTC)
+    return whole.replace(microsecond=whole.microsecond - whole.microsecond % 1000)
+
+
+def live_expression(now: dt.datetime) -> dict[str, Any]:
+    """Aggregation expression: the current document has not expired at ``now``."""
+    return {
+        "$or": [
+            {"$eq": [{"$ifNull": ["$expires_at", None]}, None]},
+            {"$gt": ["$expires_at", now]},
+        ]
+    }
+
+
+def live_filter(now: dt.datetime) -> dict[str, Any]:
+    """Query clause: not expired at ``now`` (no date, or a later one).
+
+    A clause on the field rather than a top-level ``$or``, which some
+    servers cannot plan on ``_id`` and answer with a collection scan.
+    """
+    return {"$not": {"$lte": now}}
+
+
+def unready(task_id: str) -> dict[str, Any]:
+    """The filter of a plain store: the task holds no ready state."""
+    return {"_id": task_id, "state": {"$nin": _READY}}
+
+
+def live(doc: Mapping[str, Any], now: dt.datetime) -> bool:
+    expires_at = doc.get("expires_at")
+    return expires_at is None or (isinstance(expires_at, dt.datetime) and expires_at > now)
+
+
+def live_state(before: Mapping[str, Any] | None, now: dt.datetime) -> str | None:
+    """The state a document held, or None if there was none or it had expired."""
+    if before is None or not live(before, now):
+        return None
+    state = before.get("state")
+    return state_from_str(state) if isinstance(state, str) and state else None
+
+
+def outcome(before: Mapping[str, Any] | None, result: TaskResult, now: dt.datetime) -> StoreOutcome:
+    """What a conditional store did, from the document it found."""
+    previous = live_state(before, now)
+    if previous in READY_STATES:
+        return StoreOutcome(stored=False, state=previous, previous_state=previous)
+    return StoreOutcome(stored=True, state=result.state, previous_state=previous)
+
+
+def upsert(call: Callable[[], T]) -> T:
+    """Run an upsert again when it lost an insert race (E11000 on ``_id``: another
+    writer created the document first; the next run finds and judges it)."""
+    for _ in range(_UPSERT_TRIES - 1):
+        try:
+            return call()
+        except pymongo.errors.DuplicateKeyError:
+            continue
+    return call()
+
+
+class Refused(Exception):
+    """A store found a live ready state (``state``) and changed nothing."""
+
+    def __init__(self, state: str) -> None:
+        super().__init__(state)
+        self.state = state
+
+
+def judge(current: Mapping[str, Any] | None, now: dt.datetime) -> dict[str, Any] | None:
+    """After a store's upsert met E11000: raise :class:`Refused` for a live ready
+    state, return the filter that replaces exactly an expired ready document,
+    or None to run the store again (the document changed or went meanwhile)."""
+    if current is None:
+        return None
+    state = current.get("state")
+    if state not in READY_STATES:
+        return None
+    if live(current, now):
+        raise Refused(state_from_str(state))
+    return {"_id": current["_id"], "state": state, "expires_at": current.get("expires_at")}
+
+
+def stuck(result: TaskResult, where: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"storing {result.task_id!r} kept meeting E11000 on {where}: a unique index "
+        f"other than _id refuses the document; drop that index"
+    )
+
+
+_PROJECTION = {"_id": 0, "state": 1, "expires_at": 1}
+_CURRENT = {"state": 1, "expires_at": 1}
+
+
+class MongoBackend:
+    """Results, groups and chords in MongoDB; waiting through a change stream."""
+
+    def __init__(self, config: BackendConfig) -> None:
+        settings = Settings.take_from(config)
+        config.options.finish()
+        self.url = config.url
+        self.settings = settings
+        self._serializer: Serializer = config.serializer
+        self._expires = config.expires
+        self._clock = settings.clock
+        self.documents = Documents(config.serializer)
+        self.retry = Retrier(settings.server, settings.retry_total, config.url.password)
+        self.client = build_client(settings)
+        try:
+            hello = self.retry(lambda: self.client.admin.command("hello"))
+            database = self.client.get_database(settings.database, codec_options=CODEC_OPTIONS)
+            self.database = database
+            self.results = database[settings.taskmeta_collection]
+            self.groups = database[settings.groupmeta_collection]
+            self.chords = database[settings.chordmeta_collection]
+            if settings.create_indexes:
+                self._ensure_indexes()
+        except BaseException:
+            self.client.close()
+            raise
+        # Change streams need a replica set or a sharded cluster (mongos says "isdbgrid").
+        streams = bool(hello.get("setName")) or hello.get("msg") == "isdbgrid"
+        if settings.change_streams and not streams:
+            self.client.close()
+            raise ConfigurationError(
+                f"change_streams=true, but MongoDB at {settings.server} is a standalone server, "
+                f"which has no change streams; run it as a replica set (even of one member) "
+                f"or leave change_streams=auto to poll"
+            )
+        push = streams and settings.change_streams is not False
+        self.capabilities = BASE_CAPABILITIES | ({Capability.PUSH} if push else frozenset())
+
+    def __repr__(self) -> str:
+        return f"<MongoBackend {self.url.redacted()} {self.settings.database}>"
+
+    # -- setup ------------------------------------------------------------------
+
+    def _ensure_indexes(self) -> None:
+        """Create the indexes once per process and collection (createIndexes is idempotent)."""
+        ttl = IndexModel([("expires_at", pymongo.ASCENDING)], expireAfterSeconds=0)
+        wanted = {
+            self.results: [
+                IndexModel([("state", pymongo.ASCENDING)]),
+                IndexModel([("date_done", pymongo.ASCENDING)]),
+                IndexModel([("group_id", pymongo.ASCENDING)]),
+                ttl,
+            ],
+            self.groups: [ttl],
+            self.chords: [ttl],
+        }
+        for collection, indexes in wanted.items():
+            key = (self.settings.server, self.settings.database, collection.name)
+            with _ensured_lock:
+                if key in _ensured:
+                    continue
+            try:
+                self.retry(lambda c=collection, i=indexes: c.create_indexes(i))  # type: ignore[misc]
+            except pymongo.errors.OperationFailure as exc:
+                raise ConfigurationError(
+                    f"cannot create the indexes of {self.settings.database}.{collection.name} "
+                    f"on {self.settings.server} ({exc}); an index on the same field with other "
+                    f"options exists (drop it), or the user lacks the createIndex right "
+                    f"(create them once by hand and pass create_indexes=false)"
+                ) from None
+            with _ensured_lock:
+                _ensured.add(key)
+
+    # -- time -------------------------------------------------------------------
+
+    def now(self) -> dt.datetime:
+        return moment(self._clock())
+
+    def expires_at(self, now: dt.datetime) -> dt.datetime | None:
+        if self._expires is None:
+            return None
+        return now + dt.timedelta(seconds=self._expires)
+
+    # -- ResultBackend ------------------------------------------------------------
+
+    def store(self, result: TaskResult, *, overwrite: bool = False) -> StoreOutcome:
+        now = self.now()
+        doc = self.documents.result(result, self.expires_at(now))
+        if overwrite:
+            before = self.retry(lambda: upsert(lambda: self._replace({"_id": result.task_id}, doc)))
+            return StoreOutcome(True, result.state, live_state(before, now))
+        return self.retry(lambda: self._store(result, doc, now))
+
+    def _replace(
+        self, filter_: Mapping[str, Any], doc: Mapping[str, Any], *, insert: bool = True
+    ) -> Any:
+        return self.results.find_one_and_replace(
+            filter_,
+            doc,
+            projection=_PROJECTION,
+            upsert=insert,
+            return_document=ReturnDocument.BEFORE,
+        )
+
+    def _store(self, result: TaskResult, doc: Mapping[str, Any], now: dt.datetime) -> StoreOutcome:
+        for _ in range(_UPSERT_TRIES):
+            try:
+                before = self._replace(unready(result.task_id), doc)
+            except pymongo.errors.DuplicateKeyError:
+                current = self.results.find_one({"_id": result.task_id}, _CURRENT)
+                try:
+                    expired = judge(current, now)
+                except Refused as refused:
+                    return StoreOutcome(False, refused.state, refused.state)
+                if expired is not None and self._replace(expired, doc, insert=False) is not None:
+                    return StoreOutcome(True, result.state, None)
+                continue
+            return outcome(before, result, now)
+        raise stuck(result, self.results.full_name)
+
+    def store_many(
+        self, results: Sequence[TaskResult], *, overwrite: bool = False
+    ) -> list[StoreOutcome]:
+        """``store`` for each result in order: one ``$in`` read of the current states,
+        then one unordered ``bulk_write`` of conditional upserts per batch."""
+        outcomes: list[StoreOutcome] = []
+        for start in range(0, len(results), BATCH):
+            outcomes += self._store_batch(results[start : start + BATCH], overwrite)
+        return outcomes
+
+    def _store_batch(self, results: Sequence[TaskResult], overwrite: bool) -> list[StoreOutcome]:
+        now = self.now()
+        expires_at = self.expires_at(now)
+        # Encoded first: a result that cannot be stored fails the call before any write.
+        docs = [self.documents.result(r, expires_at) for r in results]
+        ids = list(dict.fromkeys(r.task_id for r in results))
+        found = self.retry(
+            lambda: {
+                d["_id"]: d
+                for d in self.results.find(
+                    {"_id": {"$in": ids}},
+                    {"state": 1, "expires_at": 1},
+                    batch_size=len(ids),
+                )
+            }
+        )
+        # What each id holds now: (document exists, its raw state, its live state).
+        known: dict[str, tuple[bool, Any, str | None]] = {
+            task_id: (True, doc.get("state"), live_state(doc, now))
+            for task_id, doc in found.items()
+        }
+        outcomes: list[StoreOutcome | None] = [None] * len(results)
+        # The n-th store of each id goes in the n-th round: an unordered bulk
+        # write may apply its operations in any order.
+        rounds: list[list[int]] = []
+        seen: dict[str, int] = {}
+        for index, result in enumerate(results):
+            n = seen.get(result.task_id, 0)
+            seen[result.task_id] = n + 1
+            if n == len(rounds):
+                rounds.append([])
+            rounds[n].append(index)
+        for members in rounds:
+            ops: list[Any] = []
+            planned: list[int] = []
+            for index in members:
+                result = results[index]
+                exists, raw_state, state = known.get(result.task_id, (False, None, None))
+                if state in READY_STATES and not overwrite:
+                    outcomes[index] = StoreOutcome(False, state, state)
+                    continue
+                if exists:
+                    # Compare-and-set on the state read: a concurrent change makes
+                    # the filter miss, the upsert then fails with E11000, and that
+                    # store is done again on its own.
+                    ops.append(
+                        ReplaceOne(
+                            {"_id": result.task_id, "state": raw_state}, docs[index], upsert=True
+                        )
+                    )
+                else:
+                    ops.append(InsertOne(docs[index]))
+                planned.append(index)
+            if not ops:
+                continue
+            conflicts, upserted = self.retry(lambda ops=ops: self._bulk(ops))  # type: ignore[misc]
+            for position, index in enumerate(planned):
+                result = results[index]
+                if position in conflicts:
+                    done = self.store(result, overwrite=overwrite)
+                else:
+                    previous = known.get(result.task_id, (False, None, None))[2]
+                    if position in upserted:
+                        previous = None  # the document was deleted meanwhile
+                    done = StoreOutcome(True, result.state, previous)
+                outcomes[index] = done
+                known[result.task_id] = (True, done.state, done.state)
+        return [o for o in outcomes if o is not None]
+
+    def _bulk(self, ops: list[Any]) -> tuple[set[int], set[int]]:
+        """Run ``ops`` unordered; the positions that met E11000, and those that upserted."""
+        try:
+            reply = self.results.bulk_write(ops, ordered=False)
+        except pymongo.errors.BulkWriteError as exc:
+            details = exc.details
+            errors = details.get("writeErrors", [])
+            others = [e for e in errors if e.get("code") != _DUPLICATE_KEY]
+            if others:
+                raise
+            return (
+                {e["index"] for e in errors},
+                {u["index"] for u in details.get("upserted", [])},
+            )
+        return set(), set(reply.upserted_ids)
+
+    def get(self, task_id: str) -> TaskResult | None:
+        doc = self.retry(lambda: self.results.find_one({"_id": task_id}))
+        if doc is None or not live(doc, self.now()):
+            return None
+        return self.documents.load_result(doc)
+
+    def get_many(self, task_ids: Sequence[str]) -> dict[str, TaskResult | None]:
+        ids = list(dict.fromkeys(task_ids))
+        docs: dict[str, Any] = {}
+        for start in range(0, len(ids), BATCH):
+            chunk = ids[start : start + BATCH]
+            docs.update(
+                self.retry(
+                    lambda chunk=chunk: {  # type: ignore[misc]
+                        d["_id"]: d
+                        for d in self.results.find({"_id": {"$in": chunk}}, batch_size=len(chunk))
+                    }
+                )
+            )
+        now = self.now()
+        found: dict[str, TaskResult | None] = {}
+        for task_id in ids:
+            doc = docs.get(task_id)
+            found[task_id] = (
+                None if doc is None or not live(doc, now) else self.documents.load_result(doc)
+            )
+        return found
+
+    def forget(self, task_id: str) -> None:
+        self.retry(lambda: self.results.delete_one({"_id": task_id}))
+
+    def close(self) -> None:
+        self.client.close()
+
+    def plant_payload(self, task_id: str, payload: bytes, state: str = "SUCCESS") -> None:
+        """Put raw bytes where a result would be (tests of corrupt payloads)."""
+        doc: dict[str, Any] = {"state": state, "payload": payload}
+        expires_at = self.expires_at(self.now())
+        if expires_at is not None:
+            doc["expires_at"] = expires_at
+        self.results.replace_one({"_id": task_id}, doc, upsert=True)
+
+    # -- groups ------------------------------------------------------------------------
+
+    def save_group(self, group: Group) -> None:
+        doc = self.documents.group(group, self.expires_at(self.now()))
+        self.retry(
+            lambda: upsert(
+                lambda: self.groups.replace_one({"_id": group.group_id}, doc, upsert=True)
+            )
+        )
+
+    def get_group(self, group_id: str) -> Group | None:
+        doc = self.retry(lambda: self.groups.find_one({"_id": group_id}))
+        if doc is None or not live(doc, self.now()):
+            return None
+        return self.documents.load_group(doc)
+
+    def delete_group(self, group_id: str) -> None:
+        self.retry(lambda: self.groups.delete_one({"_id": group_id}))
+
+    # -- chords ------------------------------------------------------------------------
+
+    def set_chord_size(self, group_id: str, size: int) -> None:
+        if size < 0:
+            raise ChordError(f"chord size must be >= 0, got {size}")
+        now = self.now()
+        expires_at = self.expires_at(now)
+        fresh = {"_id": group_id, "size": size, "received": [], "count": 0, "parts": {}}
+        fresh["expires_at"] = expires_at
+        # A live chord keeps its parts; a missing or expired one starts afresh.
+        exists = {"$ne": [{"$type": "$size"}, "missing"]}
+        update = [
+            {
+                "$replaceWith": {
+                    "$cond": [
+                        {"$and": [exists, live_expression(now)]},
+                        {
+                            "$mergeObjects": [
+                                "$$ROOT",
+                                {"$literal": {"size": size, "expires_at": expires_at}},
+                            ]
+                        },
+                        {"$literal": fresh},
+                    ]
+                }
+            }
+        ]
+        self.retry(
+            lambda: upsert(lambda: self.chords.update_one({"_id": group_id}, update, upsert=True))
+        )
+
+    def chord_part_return(self, group_id: str, index: int, result: TaskResult) -> ChordOutcome:
+        part = self.documents.result(result)
+        # The same token across retries lets a call whose reply was lost find
+        # that it recorded the part itself (and maybe completed the chord).
+        token = _token()
+        now = self.now()
+        after = None
+        if index >= 0:
+            after = self.retry(
+                lambda: self.chords.find_one_and_update(
+                    {
+                        "_id": group_id,
+                        "size": {"$gt": index},
+                        "received": {"$ne": index},
+                        "expires_at": live_filter(now),
+                    },
+                    {
+                        "$push": {"received": index},
+                        "$inc": {"count": 1},
+                        "$set": {
+                            f"parts.{index}": {"t": token, "d": part},
+                            "expires_at": self.expires_at(now),
+                        },
+                    },
+                    projection={"_id": 0, "size": 1, "count": 1},
+                    return_document=ReturnDocument.AFTER,
+                )
+            )
+        if after is not None:
+            size, received = int(after["size"]), int(after["count"])
+            added = True
+        else:
+            size, received, added = self._why_not_recorded(group_id, index, token, now)
+        # Each recorded part raises the count by one, atomically: exactly one
+        # call sees it reach the size.
+        complete = added and received == size
+        results = self._chord_results(group_id, size) if complete else None
+        return ChordOutcome(
+            group_id=group_id,
+            index=index,
+            complete=complete,
+            duplicate=not added,
+            received=received,
+            size=size,
+            results=results,
+        )
+
+    def _why_not_recorded(
+        self, group_id: str, index: int, token: str, now: dt.datetime
+    ) -> tuple[int, int, bool]:
+        """(size, parts received up to this call, recorded by this call) for a part the
+        update did not record, or the ChordError that explains it."""
+        doc = self.retry(
+            lambda: self.chords.find_one(
+                {"_id": group_id},
+                {"size": 1, "received": 1, "expires_at": 1, f"parts.{index}.t": 1},
+            )
+        )
+        if doc is None or not live(doc, now) or "size" not in doc:
+            raise ChordError(
+                f"chord {group_id!r} has no size set (or it expired); call "
+                f"set_chord_size({group_id!r}, n) before its parts return"
+            )
+        size = int(doc["size"])
+        if not 0 <= index < size:
+            raise ChordError(f"chord {group_id!r} part index {index} is out of range 0..{size - 1}")
+        received: list[int] = list(doc.get("received", []))
+        recorded_by = doc.get("parts", {}).get(str(index), {}).get("t")
+        if recorded_by == token:
+            # This very call recorded it (a retry after a lost reply).
+            return size, received.index(index) + 1, True
+        return size, len(received), False
+
+    def _chord_results(self, group_id: str, size: int) -> tuple[TaskResult, ...]:
+        doc = self.retry(lambda: self.chords.find_one({"_id": group_id}, {"parts": 1}))
+        parts = (doc or {}).get("parts", {})
+        missing = [i for i in range(size) if str(i) not in parts]
+        if missing:
+            raise ChordError(
+                f"chord {group_id!r} completed but parts {missing} are gone; the chord "
+                f"document was changed or deleted meanwhile"
+            )
+        return tuple(self.documents.load_result(parts[str(i)]["d"]) for i in range(size))
+
+    def get_chord(self, group_id: str) -> ChordState | None:
+        doc = self.retry(
+            lambda: self.chords.find_one(
+                {"_id": group_id}, {"size": 1, "count": 1, "received": 1, "expires_at": 1}
+            )
+        )
+        if doc is None or not live(doc, self.now()) or "size" not in doc:
+            return None
+        size = int(doc["size"])
+        received = frozenset(int(i) for i in doc.get("received", []))
+        return ChordState(group_id, size, received, size > 0 and len(received) >= size)
+
+    # -- cleanup, push, asyncio ---------------------------------------------------------
+
+    def cleanup(self) -> int:
+        expired = {"expires_at": {"$lte": self.now()}}
+        removed = self.retry(lambda: self.results.delete_many(expired)).deleted_count
+        self.retry(lambda: self.groups.delete_many(expired))
+        self.retry(lambda: self.chords.delete_many(expired))
+        return int(removed)
+
+    def listener(self) -> ChangeStreamListener:
+        return ChangeStreamListener(
+            self.results,
+            self.documents.load_result,
+            lambda: server_identity(self.client),
+            open_timeout=min(self.settings.retry_total, 10.0),
+        )
+
+    def async_backend(self) -> AsyncMongoBackend:
+        """The native asyncio twin (pymongo's AsyncMongoClient), configured like this backend."""
+        from resultstore_mongodb.aio import AsyncMongoBackend
+
+        return AsyncMongoBackend(self)
