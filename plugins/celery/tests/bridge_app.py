@@ -49,10 +49,12 @@ def make_app(broker: str, backend: str, *, acks_late: bool = False) -> Any:
         task_acks_late=acks_late,
         worker_prefetch_multiplier=1 if acks_late else 4,
         broker_transport_options={
-            # Unacknowledged messages of a killed worker come back this soon.
+            # Unacknowledged messages of a killed worker come back this soon,
+            # even if it died holding the restore mutex (300 s by default).
             "visibility_timeout": 2,
             "unacked_restore_interval": 1,
             "unacked_restore_throttle": 1,
+            "unacked_mutex_expire": 3,
         },
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,

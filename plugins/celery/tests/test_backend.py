@@ -399,7 +399,7 @@ def test_on_interval_runs_while_waiting(app: Any) -> None:
     calls: list[int] = []
     with pytest.raises(CeleryTimeoutError):
         app.backend.wait_for(
-            "slow", timeout=0.3, interval=0.05, on_interval=lambda: calls.append(1)
+            "slow", timeout=1.0, interval=0.01, on_interval=lambda: calls.append(1)
         )
     assert calls
 

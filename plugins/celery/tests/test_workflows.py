@@ -98,7 +98,7 @@ def test_retries_then_success_and_exhausted_retries(bridge: Bridge) -> None:
 def test_revoked_task(bridge: Bridge) -> None:
     task_id = uuid.uuid4().hex
     # reply=True: the worker knows the id is revoked before the task arrives.
-    replies = bridge.app.control.revoke(task_id, reply=True, timeout=10)
+    replies = bridge.app.control.revoke(task_id, reply=True, timeout=10, limit=1)
     assert replies
     result = bridge.task("add").apply_async((1, 1), task_id=task_id)
     with pytest.raises(TaskRevokedError):
@@ -188,13 +188,21 @@ def test_group_save_restore_delete(bridge: Bridge) -> None:
 # -- chords and chains -----------------------------------------------------------
 
 
-def test_chord_of_1000_with_a_sum(bridge: Bridge) -> None:
+def _chord_with_a_sum(bridge: Bridge, size: int) -> None:
     add, tsum_logged = bridge.task("add"), bridge.task("tsum_logged")
     log = bridge.log()
-    result = chord([add.s(i, 0) for i in range(1000)], tsum_logged.s(log=log)).apply_async()
-    assert result.get(timeout=TIMEOUT) == sum(range(1000))
+    result = chord([add.s(i, 0) for i in range(size)], tsum_logged.s(log=log)).apply_async()
+    assert result.get(timeout=TIMEOUT) == sum(range(size))
     # The body ran once, with every value.
-    assert bridge.lines(log) == [f"1000 {sum(range(1000))}"]
+    assert bridge.lines(log) == [f"{size} {sum(range(size))}"]
+
+
+def test_chord_with_a_sum(bridge: Bridge) -> None:
+    _chord_with_a_sum(bridge, 100)
+
+
+def test_chord_of_1000_with_a_sum(big_chord_bridge: Bridge) -> None:
+    _chord_with_a_sum(big_chord_bridge, 1000)
 
 
 def test_chord_with_a_failing_part(bridge: Bridge) -> None:
@@ -240,6 +248,8 @@ def test_nested_chords_and_chains(bridge: Bridge) -> None:
             chord([add.s(1, 1), add.s(2, 2)], chain(tsum.s(), add.s(1000))),
             1006,
         ),
+        # A generator header is counted as it is sent (Celery sets the size late).
+        "generator header": (chord((add.s(i, i) for i in range(10)), tsum.s()), 90),
         "group of chords": (
             group(chord([add.s(i, i) for i in range(3)], tsum.s()) for _ in range(3)),
             [6, 6, 6],
@@ -248,3 +258,13 @@ def test_nested_chords_and_chains(bridge: Bridge) -> None:
     started = {name: canvas.apply_async() for name, (canvas, _) in workflows.items()}
     for name, result in started.items():
         assert result.get(timeout=TIMEOUT) == workflows[name][1], name
+
+
+def test_get_waits_by_push_on_redis(redis_bridge: Bridge) -> None:
+    result = redis_bridge.task("slow_add").delay(1, 1, 0.3)
+    assert result.get(timeout=TIMEOUT) == 2
+    hub = redis_bridge.app.backend.store.hub
+    # Woken by the store's announcement: the shared waiter never polled.
+    assert hub.mode == "push"
+    assert hub.polls == 0
+    assert hub.listens >= 1

@@ -489,6 +489,7 @@ class ResultStoreBackend(BaseBackend):  # type: ignore[misc]  # Celery's base cl
 
     def _record_part(self, group_id: str, index: int, part: TaskResult) -> ChordOutcome:
         deadline: float | None = None
+        sized = False
         while True:
             try:
                 return self.store.chord_part_return(group_id, index, part)
@@ -496,7 +497,10 @@ class ResultStoreBackend(BaseBackend):  # type: ignore[misc]  # Celery's base cl
                 # A header sent from a generator gets its size just before
                 # its last task is sent; an earlier part may get here first.
                 if self.store.get_chord(group_id) is not None:
-                    raise
+                    if sized:
+                        raise  # a size is set: the part itself is wrong
+                    sized = True  # the size may have arrived since: once more
+                    continue
                 now = time.monotonic()
                 if deadline is None:
                     deadline = now + float(self.app.conf.result_chord_join_timeout or 3.0)
