@@ -46,6 +46,7 @@ class AsyncMongoBackend:
         self.capabilities = backend.capabilities
         self.client = build_client(backend.settings, use_asyncio=True)
         database = self.client.get_database(backend.settings.database, codec_options=CODEC_OPTIONS)
+        self.database = database
         self.results = database[backend.settings.taskmeta_collection]
 
     async def _replace(
@@ -73,6 +74,15 @@ class AsyncMongoBackend:
         self, result: TaskResult, doc: Mapping[str, Any], now: dt.datetime
     ) -> StoreOutcome:
         # The sync backend's _store, awaited: see there.
+        freshness, state = self._sync.freshness, str(result.state)
+        if freshness.expect_new(state):
+            try:
+                await self.results.insert_one(doc)
+            except DuplicateKeyError:
+                freshness.learn(state, False)
+            else:
+                freshness.learn(state, True)
+                return StoreOutcome(True, result.state, None)
         for _ in range(_UPSERT_TRIES):
             try:
                 before = await self._replace(unready(result.task_id), doc)
@@ -85,6 +95,7 @@ class AsyncMongoBackend:
                 if expired is not None and await self._replace(expired, doc, insert=False):
                     return StoreOutcome(True, result.state, None)
                 continue
+            freshness.learn(state, before is None)
             return outcome(before, result, now)
         raise stuck(result, self.results.full_name)
 
@@ -97,9 +108,23 @@ class AsyncMongoBackend:
             return StoreOutcome(True, result.state, live_state(before, now))
         return await sync.retry.run_async(lambda: self._store(result, doc, now))
 
+    async def _find_one(self, task_id: str) -> Any:
+        # As the sync backend's find_one: the find command, without a cursor.
+        reply = await self.database.command(
+            "find",
+            self.results.name,
+            filter={"_id": task_id},
+            limit=1,
+            singleBatch=True,
+            codec_options=CODEC_OPTIONS,
+            read_preference=self.results.read_preference,
+        )
+        batch = reply["cursor"]["firstBatch"]
+        return batch[0] if batch else None
+
     async def get(self, task_id: str) -> TaskResult | None:
         sync = self._sync
-        doc = await sync.retry.run_async(lambda: self.results.find_one({"_id": task_id}))
+        doc = await sync.retry.run_async(lambda: self._find_one(task_id))
         if doc is None or not live(doc, sync.now()):
             return None
         return sync.documents.load_result(doc)

@@ -16,7 +16,10 @@ document or inserting it (upsert); the document it replaced comes back and
 gives ``previous_state``. Nothing is read first. When the task holds a
 ready state the filter misses, the upsert's insert fails with E11000, and
 only then is the document read, to report the state that stays (or, if
-that ready state has expired, to replace exactly that document).
+that ready state has expired, to replace exactly that document). A state
+whose stores usually meet no document (the first store of a task: STARTED,
+or SUCCESS when nothing else is tracked) is inserted first instead, the
+cheapest write, and takes the conditional path only on E11000.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BASE_CAPABILITIES",
+    "Freshness",
     "MongoBackend",
     "Refused",
     "judge",
@@ -176,6 +180,32 @@ def judge(current: Mapping[str, Any] | None, now: dt.datetime) -> dict[str, Any]
     return {"_id": current["_id"], "state": state, "expires_at": current.get("expires_at")}
 
 
+class Freshness:
+    """How often the stores of each state met no document, learned as they go.
+
+    Where that is usual, inserting first is the cheapest store (one insert,
+    no filter to plan); elsewhere the conditional replace is, and an insert
+    would only add a failing round trip. Either way the store is correct.
+    """
+
+    #: states tracked at most (custom states are open-ended).
+    LIMIT = 64
+
+    def __init__(self) -> None:
+        self._odds: dict[str, float] = {}
+
+    def expect_new(self, state: str) -> bool:
+        return self._odds.get(state, 1.0) >= 0.5
+
+    def learn(self, state: str, new: bool) -> None:
+        odds = self._odds.get(state)
+        if odds is None and len(self._odds) >= self.LIMIT:
+            return
+        odds = 1.0 if odds is None else odds
+        # Racing threads may lose an update here; it is only a hint.
+        self._odds[state] = odds + ((1.0 if new else 0.0) - odds) / 8
+
+
 def stuck(result: TaskResult, where: str) -> ConfigurationError:
     return ConfigurationError(
         f"storing {result.task_id!r} kept meeting E11000 on {where}: a unique index "
@@ -199,6 +229,7 @@ class MongoBackend:
         self._expires = config.expires
         self._clock = settings.clock
         self.documents = Documents(config.serializer)
+        self.freshness = Freshness()
         self.retry = Retrier(settings.server, settings.retry_total, config.url.password)
         self.client = build_client(settings)
         try:
@@ -292,6 +323,15 @@ class MongoBackend:
         )
 
     def _store(self, result: TaskResult, doc: Mapping[str, Any], now: dt.datetime) -> StoreOutcome:
+        state = str(result.state)
+        if self.freshness.expect_new(state):
+            try:
+                self.results.insert_one(doc)
+            except pymongo.errors.DuplicateKeyError:
+                self.freshness.learn(state, False)
+            else:
+                self.freshness.learn(state, True)
+                return StoreOutcome(True, result.state, None)
         for _ in range(_UPSERT_TRIES):
             try:
                 before = self._replace(unready(result.task_id), doc)
@@ -304,6 +344,7 @@ class MongoBackend:
                 if expired is not None and self._replace(expired, doc, insert=False) is not None:
                     return StoreOutcome(True, result.state, None)
                 continue
+            self.freshness.learn(state, before is None)
             return outcome(before, result, now)
         raise stuck(result, self.results.full_name)
 
@@ -402,8 +443,23 @@ class MongoBackend:
             )
         return set(), set(reply.upserted_ids)
 
+    def find_one(self, task_id: str) -> Any:
+        """The document of ``task_id``, or None: the ``find`` command itself, which
+        skips the cursor that ``Collection.find_one`` builds around one document."""
+        reply = self.database.command(
+            "find",
+            self.results.name,
+            filter={"_id": task_id},
+            limit=1,
+            singleBatch=True,
+            codec_options=CODEC_OPTIONS,
+            read_preference=self.results.read_preference,
+        )
+        batch = reply["cursor"]["firstBatch"]
+        return batch[0] if batch else None
+
     def get(self, task_id: str) -> TaskResult | None:
-        doc = self.retry(lambda: self.results.find_one({"_id": task_id}))
+        doc = self.retry(lambda: self.find_one(task_id))
         if doc is None or not live(doc, self.now()):
             return None
         return self.documents.load_result(doc)

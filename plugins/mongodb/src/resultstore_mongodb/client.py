@@ -34,6 +34,7 @@ from resultstore.urls import BackendURL, redact
 
 __all__ = [
     "DEFAULT_DATABASE",
+    "DEFAULT_SOCKET_TIMEOUT_MS",
     "Clock",
     "Retrier",
     "Settings",
@@ -47,6 +48,8 @@ Clock = Callable[[], float]
 
 #: the database when neither the URL path nor the ``database`` option names one.
 DEFAULT_DATABASE = "resultstore"
+#: how long a call waits for a server's answer unless socketTimeoutMS says otherwise.
+DEFAULT_SOCKET_TIMEOUT_MS = 60_000
 
 #: options the backend sets on the client itself: results depend on them.
 _RESERVED = frozenset(
@@ -244,13 +247,17 @@ def server_identity(client: Any) -> frozenset[tuple[Any, Any]]:
 
 def build_client(settings: Settings, *, use_asyncio: bool = False) -> Any:
     """A MongoClient (AsyncMongoClient with ``use_asyncio``) for ``settings``."""
-    kwargs: dict[str, Any] = {
-        "appname": "resultstore-mongodb",
-        **settings.client_options,
-        "document_class": dict,
-        "tz_aware": True,
-        "tzinfo": dt.UTC,
-    }
+    given = {name.lower() for name in settings.client_options}
+    kwargs: dict[str, Any] = {"appname": "resultstore-mongodb"}
+    # A call's first try is bounded by these (the retries by pymongo.timeout):
+    # waiting for a server no longer than retry_total, and for an answer no
+    # longer than a stuck server deserves (pymongo waits forever by default).
+    if "serverselectiontimeoutms" not in given:
+        kwargs["serverSelectionTimeoutMS"] = max(1, int(settings.retry_total * 1000))
+    if "sockettimeoutms" not in given:
+        kwargs["socketTimeoutMS"] = DEFAULT_SOCKET_TIMEOUT_MS
+    kwargs.update(settings.client_options)
+    kwargs.update(document_class=dict, tz_aware=True, tzinfo=dt.UTC)
     factory: Any = pymongo.AsyncMongoClient if use_asyncio else pymongo.MongoClient
     try:
         return factory(settings.uri, **kwargs)
@@ -283,8 +290,8 @@ class Retrier:
     exponential backoff with full jitter for the rest (a server that is
     restarting, a standalone server, where writes are not retryable), and
     ends with a clear error that names the server and never the password.
-    Each attempt runs under ``pymongo.timeout()`` with the time left, so
-    server selection never waits past the bound.
+    Retries run under ``pymongo.timeout()`` with the time left, so server
+    selection never waits past the bound.
     """
 
     def __init__(
@@ -343,7 +350,14 @@ class Retrier:
 
     def __call__(self, call: Callable[[], T]) -> T:
         deadline = time.monotonic() + self.total
-        attempt = 0
+        try:
+            # The first try runs bare: the client's own timeouts (server
+            # selection and sockets, defaulted from retry_total) bound it, and
+            # pymongo.timeout() costs a few percent of every call.
+            return call()
+        except pymongo.errors.PyMongoError as exc:
+            time.sleep(self._delay(exc, 0, deadline))
+        attempt = 1
         while True:
             try:
                 with pymongo.timeout(max(0.05, deadline - time.monotonic())):
@@ -355,7 +369,11 @@ class Retrier:
     async def run_async(self, call: Callable[[], Awaitable[T]]) -> T:
         """The same policy for a coroutine function (the asyncio twin)."""
         deadline = time.monotonic() + self.total
-        attempt = 0
+        try:
+            return await call()
+        except pymongo.errors.PyMongoError as exc:
+            await asyncio.sleep(self._delay(exc, 0, deadline))
+        attempt = 1
         while True:
             try:
                 with pymongo.timeout(max(0.05, deadline - time.monotonic())):
