@@ -16,13 +16,14 @@ from celery import Celery  # type: ignore[import-untyped]  # untyped
 from celery.app import backends as celery_backends  # type: ignore[import-untyped]  # untyped
 from celery.app.task import Context  # type: ignore[import-untyped]  # untyped
 from celery.exceptions import (  # type: ignore[import-untyped]  # untyped
+    BackendStoreError,
     ImproperlyConfigured,
     TaskRevokedError,
 )
 from celery.exceptions import TimeoutError as CeleryTimeoutError
-from resultstore import RemoteError, ResultTooLargeError
+from resultstore import BackendUnavailableError, RemoteError, ResultTooLargeError
 from resultstore_celery import ResultStoreBackend
-from resultstore_contract.servers import Server
+from resultstore_contract.servers import Server, free_port
 
 
 def _app(backend: str, **conf: Any) -> Any:
@@ -467,3 +468,30 @@ def test_cleanup_deletes_expired_results(tmp_path: Path) -> None:
         assert app.AsyncResult("new").result == 2
     finally:
         app.backend.close()
+
+
+def test_unreachable_store_is_retried_only_when_celery_is_told_to() -> None:
+    # Nothing listens on the port; resultstore-redis gives up at once (retry_total=0).
+    url = f"resultstore+redis://127.0.0.1:{free_port()}/0?retry_total=0&socket_connect_timeout=0.2"
+    plain = _app(url)
+    try:
+        with pytest.raises(BackendUnavailableError):
+            plain.backend.store_result("t", 1, "SUCCESS")
+    finally:
+        plain.backend.close()
+    retrying = _app(
+        url,
+        result_backend_always_retry=True,
+        result_backend_max_retries=2,
+        result_backend_base_sleep_between_retries_ms=1,
+        result_backend_max_sleep_between_retries_ms=2,
+    )
+    retried: list[BaseException] = []
+    retrying.backend.on_backend_retryable_error = retried.append
+    try:
+        with pytest.raises(BackendStoreError):
+            retrying.backend.store_result("t", 1, "SUCCESS")
+        assert len(retried) == 2
+        assert all(isinstance(exc, BackendUnavailableError) for exc in retried)
+    finally:
+        retrying.backend.close()
