@@ -21,6 +21,7 @@ from celery.exceptions import (  # type: ignore[import-untyped]  # untyped
     TaskRevokedError,
 )
 from celery.exceptions import TimeoutError as CeleryTimeoutError
+from kombu import serialization
 from resultstore import BackendUnavailableError, RemoteError, ResultTooLargeError
 from resultstore_celery import ResultStoreBackend
 from resultstore_contract.servers import Server, free_port
@@ -199,9 +200,18 @@ def test_pickle_needs_to_be_accepted() -> None:
         app.backend.close()
 
 
-def test_unsupported_serializer_names_the_choices() -> None:
+@pytest.fixture
+def other_serializer() -> Iterator[str]:
+    """A serializer Celery knows and resultstore has no codec for."""
+    name = "bridge-test-text"
+    serialization.register(name, repr, lambda text: text, content_type="application/x-bridge-test")
+    yield name
+    serialization.unregister(name)
+
+
+def test_unsupported_serializer_names_the_choices(other_serializer: str) -> None:
     with pytest.raises(ImproperlyConfigured, match="json, msgpack or pickle"):
-        _ = _app("resultstore+memory://", result_serializer="yaml").backend
+        _ = _app("resultstore+memory://", result_serializer=other_serializer).backend
 
 
 def test_result_compression_is_done_by_resultstore() -> None:
