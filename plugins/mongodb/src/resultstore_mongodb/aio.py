@@ -12,6 +12,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import bson
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 from resultstore.models import StoreOutcome, TaskResult
@@ -30,7 +31,7 @@ from resultstore_mongodb.backend import (
     unready,
 )
 from resultstore_mongodb.client import build_client
-from resultstore_mongodb.documents import CODEC_OPTIONS
+from resultstore_mongodb.documents import CODEC_OPTIONS, RAW_REPLY
 
 if TYPE_CHECKING:
     from resultstore_mongodb.backend import MongoBackend
@@ -116,11 +117,12 @@ class AsyncMongoBackend:
             filter={"_id": task_id},
             limit=1,
             singleBatch=True,
-            codec_options=CODEC_OPTIONS,
+            # Command replies skip the type registry: decode the document ourselves.
+            codec_options=RAW_REPLY,
             read_preference=self.results.read_preference,
         )
         batch = reply["cursor"]["firstBatch"]
-        return batch[0] if batch else None
+        return bson.decode(batch[0].raw, codec_options=CODEC_OPTIONS) if batch else None
 
     async def get(self, task_id: str) -> TaskResult | None:
         sync = self._sync

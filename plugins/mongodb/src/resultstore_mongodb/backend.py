@@ -32,6 +32,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import bson
 import pymongo
 import pymongo.errors
 from pymongo import IndexModel, InsertOne, ReplaceOne, ReturnDocument
@@ -43,7 +44,7 @@ from resultstore.protocols import Capability
 from resultstore.states import READY_STATES, state_from_str
 
 from resultstore_mongodb.client import Retrier, Settings, build_client, server_identity
-from resultstore_mongodb.documents import CODEC_OPTIONS, Documents
+from resultstore_mongodb.documents import CODEC_OPTIONS, RAW_REPLY, Documents
 from resultstore_mongodb.listener import ChangeStreamListener
 
 if TYPE_CHECKING:
@@ -452,11 +453,12 @@ class MongoBackend:
             filter={"_id": task_id},
             limit=1,
             singleBatch=True,
-            codec_options=CODEC_OPTIONS,
+            # Command replies skip the type registry: decode the document ourselves.
+            codec_options=RAW_REPLY,
             read_preference=self.results.read_preference,
         )
         batch = reply["cursor"]["firstBatch"]
-        return batch[0] if batch else None
+        return bson.decode(batch[0].raw, codec_options=CODEC_OPTIONS) if batch else None
 
     def get(self, task_id: str) -> TaskResult | None:
         doc = self.retry(lambda: self.find_one(task_id))

@@ -37,7 +37,14 @@ from resultstore.codecs import CODECS, Serializer, make_envelope
 from resultstore.errors import CorruptPayloadError, EncodeError, ResultTooLargeError
 from resultstore.models import Group, TaskResult
 
-__all__ = ["CODEC_OPTIONS", "DOCUMENT_LIMIT", "Documents", "bson_safe", "split_datetime"]
+__all__ = [
+    "CODEC_OPTIONS",
+    "DOCUMENT_LIMIT",
+    "RAW_REPLY",
+    "Documents",
+    "bson_safe",
+    "split_datetime",
+]
 
 
 class _PlainInt(TypeDecoder):
@@ -53,6 +60,8 @@ class _PlainInt(TypeDecoder):
 CODEC_OPTIONS: CodecOptions[dict[str, Any]] = CodecOptions(
     tz_aware=True, tzinfo=dt.UTC, type_registry=TypeRegistry([_PlainInt()])
 )
+#: command replies as raw bytes, to be decoded with CODEC_OPTIONS.
+RAW_REPLY: CodecOptions[RawBSONDocument] = CodecOptions(document_class=RawBSONDocument)
 #: mongod refuses documents over 16 MiB; keep room for the command around one.
 DOCUMENT_LIMIT = 16 * 1024 * 1024 - 16 * 1024
 #: deepest nesting stored natively (mongod refuses documents nested over 100 levels).
