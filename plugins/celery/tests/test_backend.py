@@ -422,6 +422,11 @@ def test_get_many_with_one_iteration_does_not_wait(app: Any) -> None:
     assert list(found) == ["ready"]
     assert found["ready"]["result"] == 1
     assert app.backend.store.hub.watched == 0
+    # More iterations wait up to that many intervals, then stop without an error.
+    found = dict(app.backend.get_many(["ready", "running"], interval=0.01, max_iterations=3))
+    assert list(found) == ["ready"]
+    with pytest.raises(CeleryTimeoutError):
+        dict(app.backend.get_many(["running"], timeout=0.05, interval=1, max_iterations=3))
 
 
 def test_undecodable_result_is_raised_to_the_waiter(app: Any) -> None:

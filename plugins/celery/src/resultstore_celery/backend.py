@@ -345,6 +345,15 @@ class ResultStoreBackend(BaseBackend):  # type: ignore[misc]  # Celery's base cl
             self._remember(task_id, meta)
         return meta
 
+    def _fresh(
+        self, task_id: str, result: TaskResult, on_message: Callable[[Any], Any] | None
+    ) -> dict[str, Any]:
+        meta = self._meta(result)
+        self._remember(task_id, meta)
+        if on_message is not None:
+            on_message(meta)
+        return meta
+
     def get_many(  # noqa: PLR0917  # Celery's signature, positional arguments included
         self,
         task_ids: Iterable[str],
@@ -359,41 +368,38 @@ class ResultStoreBackend(BaseBackend):  # type: ignore[misc]  # Celery's base cl
         """Yield ``(task_id, meta)`` for each id once ready: one read, then the shared waiter.
 
         ``max_iterations`` (Celery's poll count) bounds the wait to that many
-        ``interval`` periods; ``max_iterations=1`` reads once and returns.
+        ``interval`` periods, after which the iteration simply stops;
+        ``max_iterations=1`` reads once and returns.
         """
-        ids = list(dict.fromkeys(str(t) for t in task_ids))
         unknown: list[str] = []
-        for task_id in ids:
+        for task_id in dict.fromkeys(str(t) for t in task_ids):
             cached = self._cached(task_id)
             if cached is not None and cached["status"] in READY_STATES:
                 yield task_id, cached
             else:
                 unknown.append(task_id)
-        if not unknown:
-            return
-        found = self.store.get_many(unknown)
+        found = self.store.get_many(unknown) if unknown else {}
         pending: list[str] = []
         for task_id in unknown:
             result = found.get(task_id)
             if result is None or result.state not in READY_STATES:
                 pending.append(task_id)
-                continue
-            meta = self._meta(result)
-            self._remember(task_id, meta)
-            if on_message is not None:
-                on_message(meta)
-            yield task_id, meta
+            else:
+                yield task_id, self._fresh(task_id, result, on_message)
         if not pending or (max_iterations is not None and max_iterations <= 1):
             return
+        bounded = False
         if max_iterations is not None:
             budget = (interval or 0.5) * (max_iterations - 1)
-            timeout = budget if timeout is None else min(timeout, budget)
-        for task_id, result in self._watch(pending, timeout, interval, on_interval):
-            meta = self._meta(result)
-            self._remember(task_id, meta)
-            if on_message is not None:
-                on_message(meta)
-            yield task_id, meta
+            bounded = timeout is None or budget < timeout
+            timeout = budget if bounded else timeout
+        try:
+            for task_id, result in self._watch(pending, timeout, interval, on_interval):
+                yield task_id, self._fresh(task_id, result, on_message)
+        except CeleryTimeoutError:
+            # Celery stops after max_iterations polls without an error.
+            if not bounded:
+                raise
 
     # -- groups ----------------------------------------------------------------
 
