@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
-import sys
 import threading
 import time
 import uuid
@@ -27,16 +26,12 @@ from resultstore.errors import (
     UnknownCodecError,
 )
 from resultstore.models import ExceptionInfo
-from resultstore_contract.servers import (
-    LOOPBACK,
-    Server,
-    ServerProcess,
-    free_port,
-    mongodb_command,
-)
+from resultstore_contract.servers import Server, ServerProcess, free_port
 from resultstore_contract.support import ManualClock, wait_until
 from resultstore_mongodb import backend as backend_module
 from resultstore_mongodb.backend import MongoBackend
+
+from ._restart import ready, secantus_on, url
 
 
 def _database() -> str:
@@ -416,17 +411,6 @@ def test_cleanup_deletes_what_expired_in_every_collection(mongodb_server: Server
         backend.client.drop_database(backend.settings.database)
 
 
-def _secantus(port: int, workdir: Path) -> ServerProcess:
-    """A standalone in-memory SecantusDB on ``port`` (restartable on the same port)."""
-    argv = [sys.executable, "-m", "secantus", "--host", LOOPBACK, "--port", str(port)]
-    argv += ["--storage-path", ":memory:", "--log-level", "WARNING", "--standalone"]
-    return ServerProcess(f"secantus-{port}", argv, workdir=workdir)
-
-
-def _ready(port: int) -> bool:
-    return mongodb_command((LOOPBACK, port), {"hello": 1}).get("ok") == 1.0
-
-
 def test_mongodb_deletes_expired_results_itself() -> None:
     """The TTL index at work, on a server whose TTL monitor runs every second
     (in this process: the daemon's command line cannot set the interval)."""
@@ -551,10 +535,10 @@ def test_dead_server_error_names_the_server_not_the_password() -> None:
 
 def test_writes_resume_after_a_restart_on_the_same_port(tmp_path: Path) -> None:
     port = free_port()
-    first = _secantus(port, tmp_path / "a").start()
+    first = secantus_on(port, tmp_path / "a", standalone=True).start()
     try:
-        first.wait_ready(lambda: _ready(port), 30)
-        store = resultstore.connect(f"mongodb://{LOOPBACK}:{port}/", retry_total=30)
+        first.wait_ready(lambda: ready(port, standalone=True), 30)
+        store = resultstore.connect(url(port, standalone=True), retry_total=30)
         store.mark_as_done("before", 1)
     finally:
         first.stop()
@@ -562,7 +546,7 @@ def test_writes_resume_after_a_restart_on_the_same_port(tmp_path: Path) -> None:
 
     def restart() -> None:
         time.sleep(0.5)
-        restarted.append(_secantus(port, tmp_path / "b").start())
+        restarted.append(secantus_on(port, tmp_path / "b", standalone=True).start())
 
     thread = threading.Thread(target=restart)
     thread.start()
