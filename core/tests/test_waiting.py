@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from typing import cast
 from pathlib import Path
 
 import pytest
@@ -80,6 +81,25 @@ def test_push_backend_waits_without_polling(memory: ResultStore) -> None:
     assert got.event.wait(10)
     assert isinstance(got.got["t"], TaskResult)
     assert hub.round_trips == trips + 1
+
+
+def test_a_new_waiter_is_subscribed_without_waiting_out_the_listen(memory: ResultStore) -> None:
+    """The listener is woken for a new id: with a listen slice far longer than
+    the waiter's timeout, only the wake can get the second id subscribed."""
+    hub = memory.hub
+    hub.push_slice = 60.0
+    first = Deliveries()
+    hub.watch(["a"], first)
+    until(lambda: hub.listens >= 1 or hub.listener is not None, "the hub listening")
+    time.sleep(0.05)  # let the hub block in its 60 s listen
+    second = Deliveries()
+    hub.watch(["b"], second)
+    until(lambda: "b" in cast(MemoryListener, hub.listener).subscriptions, "b subscribed")
+    memory.mark_as_done("b", 2)
+    assert second.event.wait(10)
+    assert isinstance(second.got["b"], TaskResult)
+    memory.mark_as_done("a", 1)
+    assert first.event.wait(10)
 
 
 def test_unready_announcements_do_not_end_the_watch(memory: ResultStore) -> None:

@@ -33,6 +33,7 @@ __all__ = [
     "SupportsGroups",
     "SupportsNativeAsync",
     "SupportsPush",
+    "SupportsWake",
 ]
 
 
@@ -172,6 +173,20 @@ class PushListener(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class SupportsWake(Protocol):
+    """A push listener whose blocked :meth:`PushListener.wait` can be cut short.
+
+    The hub applies new subscriptions between waits; a listener that can be
+    woken lets a new waiter's subscription take effect at once instead of
+    after the current wait slice.
+    """
+
+    def wake(self) -> None:
+        """Make a ``wait()`` blocked in another thread return soon (thread-safe)."""
+        ...
 
 
 @runtime_checkable

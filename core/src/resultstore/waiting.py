@@ -12,6 +12,7 @@ once per id when that id's result is ready.
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import threading
 import time
@@ -25,6 +26,7 @@ from resultstore.protocols import (
     PushListener,
     SupportsCarriedResults,
     SupportsPush,
+    SupportsWake,
 )
 
 if TYPE_CHECKING:
@@ -181,6 +183,7 @@ class WaitHub:
         if interval is not None and interval <= 0:
             raise ValueError(f"interval must be a positive number of seconds, got {interval}")
         watch = Watch(self, task_ids, callback, interval)
+        added = False
         with self._cond:
             if self._closed:
                 raise ResultStoreError(
@@ -193,6 +196,7 @@ class WaitHub:
                     self._watches[task_id] = [watch]
                     self._new.add(task_id)
                     self._gone.discard(task_id)
+                    added = True
                 else:
                     waiters.append(watch)
             if interval is not None:
@@ -201,6 +205,11 @@ class WaitHub:
             self._generation += 1
             self._ensure_thread()
             self._cond.notify_all()
+            listener: object = self.listener
+        if added and isinstance(listener, SupportsWake):
+            # Cut the current listen short so the new ids are subscribed now.
+            with contextlib.suppress(Exception):
+                listener.wake()
         return watch
 
     def _cancel(self, watch: Watch) -> None:

@@ -313,3 +313,27 @@ def test_announcement_carries_the_result_so_the_hub_reads_nothing_more(
     waiter.join(10)
     assert got == [7]
     assert hub.round_trips == before
+
+
+def test_a_new_waiter_is_subscribed_without_waiting_out_the_listen(
+    store: resultstore.ResultStore,
+) -> None:
+    """A PING wakes the listener: with a listen slice longer than the waiter's
+    timeout, only the wake can get the second id subscribed in time."""
+    backend = store.backend
+    assert isinstance(backend, RedisBackend)
+    hub = store.hub
+    hub.push_slice = 60.0
+    first: list[object] = []
+    threading.Thread(target=lambda: first.append(store.result("a").get(timeout=20))).start()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _raw(store).pubsub_numsub(backend.channel("a"))[0][1] < 1:
+        time.sleep(0.01)
+    time.sleep(0.05)  # let the hub block in its 60 s listen
+    threading.Timer(0.2, lambda: store.mark_as_done("b", 2)).start()
+    assert store.result("b").get(timeout=5) == 2
+    store.mark_as_done("a", 1)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not first:
+        time.sleep(0.01)
+    assert first == [1]

@@ -75,6 +75,11 @@ class MemoryListener:
                 self._announced.append(task_id)
                 self._cond.notify_all()
 
+    def wake(self) -> None:
+        """Cut a blocked :meth:`wait` short (a new waiter arrived)."""
+        with self._cond:
+            self._cond.notify_all()
+
     def wait(self, timeout: float) -> list[str]:
         with self._cond:
             if not self._announced and not self._closed:

@@ -75,7 +75,10 @@ class RedisListener:
                 if announced or remaining <= 0:
                     return announced
                 continue
-            if message.get("type") != "message":
+            kind = message.get("type")
+            if kind == "pong":
+                return announced  # woken on purpose: a new waiter arrived
+            if kind != "message":
                 continue
             channel = message["channel"]
             if isinstance(channel, bytes):
@@ -86,6 +89,12 @@ class RedisListener:
                 # Undecodable: the hub reads it instead and reports the error.
                 with contextlib.suppress(PayloadError):
                     self._carried[task_id] = self._decode(message["data"])
+
+    def wake(self) -> None:
+        """Cut a blocked :meth:`wait` short: a PING on the connection answers at once."""
+        with self._lock:
+            if self._subscribed and self._pubsub.connection is not None:
+                self._pubsub.ping()
 
     def take_carried(self) -> dict[str, TaskResult]:
         """Results that came with the announcements (the store publishes the value)."""
