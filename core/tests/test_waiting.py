@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import cast
 from pathlib import Path
+from typing import cast
 
 import pytest
 from resultstore import ResultStore, connect
