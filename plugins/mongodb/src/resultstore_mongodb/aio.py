@@ -21,7 +21,6 @@ from resultstore_mongodb.backend import (
     _CURRENT,
     _PROJECTION,
     _UPSERT_TRIES,
-    BATCH,
     Refused,
     judge,
     live,
@@ -140,8 +139,9 @@ class AsyncMongoBackend:
             cursor = self.results.find({"_id": {"$in": chunk}}, batch_size=len(chunk))
             return list(await cursor.to_list(None))
 
-        for start in range(0, len(ids), BATCH):
-            chunk = ids[start : start + BATCH]
+        step = sync.settings.read_batch
+        for start in range(0, len(ids), step):
+            chunk = ids[start : start + step]
             for doc in await sync.retry.run_async(lambda chunk=chunk: read(chunk)):  # type: ignore[misc]
                 docs[doc["_id"]] = doc
         now = sync.now()

@@ -79,7 +79,7 @@ BASE_CAPABILITIES = frozenset(
 )
 
 _READY = sorted(READY_STATES)
-#: ids per ``$in`` read and results per bulk write.
+#: results per bulk write.
 BATCH = 1000
 #: how often an upsert that lost an insert race is run again before giving up.
 _UPSERT_TRIES = 8
@@ -365,16 +365,7 @@ class MongoBackend:
         # Encoded first: a result that cannot be stored fails the call before any write.
         docs = [self.documents.result(r, expires_at) for r in results]
         ids = list(dict.fromkeys(r.task_id for r in results))
-        found = self.retry(
-            lambda: {
-                d["_id"]: d
-                for d in self.results.find(
-                    {"_id": {"$in": ids}},
-                    {"state": 1, "expires_at": 1},
-                    batch_size=len(ids),
-                )
-            }
-        )
+        found = self.find_many(ids, {"state": 1, "expires_at": 1})
         # What each id holds now: (document exists, its raw state, its live state).
         known: dict[str, tuple[bool, Any, str | None]] = {
             task_id: (True, doc.get("state"), live_state(doc, now))
@@ -466,19 +457,25 @@ class MongoBackend:
             return None
         return self.documents.load_result(doc)
 
+    def find_many(
+        self, ids: Sequence[str], projection: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The documents of ``ids`` (distinct) that exist, by id: ``$in`` queries of
+        ``read_batch`` ids each."""
+        docs: dict[str, Any] = {}
+        step = self.settings.read_batch
+        for start in range(0, len(ids), step):
+            chunk = ids[start : start + step]
+            docs.update(self.retry(lambda chunk=chunk: self._find_in(chunk, projection)))  # type: ignore[misc]
+        return docs
+
+    def _find_in(self, ids: Sequence[str], projection: Mapping[str, Any] | None) -> dict[str, Any]:
+        cursor = self.results.find({"_id": {"$in": list(ids)}}, projection, batch_size=len(ids))
+        return {doc["_id"]: doc for doc in cursor}
+
     def get_many(self, task_ids: Sequence[str]) -> dict[str, TaskResult | None]:
         ids = list(dict.fromkeys(task_ids))
-        docs: dict[str, Any] = {}
-        for start in range(0, len(ids), BATCH):
-            chunk = ids[start : start + BATCH]
-            docs.update(
-                self.retry(
-                    lambda chunk=chunk: {  # type: ignore[misc]
-                        d["_id"]: d
-                        for d in self.results.find({"_id": {"$in": chunk}}, batch_size=len(chunk))
-                    }
-                )
-            )
+        docs = self.find_many(ids)
         now = self.now()
         found: dict[str, TaskResult | None] = {}
         for task_id in ids:

@@ -70,6 +70,13 @@ def _positive_float(value: object) -> float:
     return number
 
 
+def _positive_int(value: object) -> int:
+    number = int(str(value))
+    if number <= 0:
+        raise ValueError("expected a positive integer")
+    return number
+
+
 def _callable(value: Any) -> Clock:
     if not callable(value):
         raise ValueError("clock must be a callable returning seconds (like time.time)")
@@ -151,6 +158,9 @@ class Settings:
     create_indexes: bool = True
     #: wait through change streams: None = when the server has them.
     change_streams: bool | None = None
+    #: ids per ``$in`` query of a bulk read. Fewer round trips with more; some
+    #: servers (SecantusDB) slow down more than linearly past ~100.
+    read_batch: int = 100
     clock: Clock = time.time
     #: every other option, for MongoClient (pymongo validates them).
     client_options: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
@@ -177,6 +187,7 @@ class Settings:
             retry_total=options.take("retry_total", _positive_float, d.retry_total),
             create_indexes=options.take("create_indexes", parse_bool, d.create_indexes),
             change_streams=options.take("change_streams", _auto_bool, d.change_streams),
+            read_batch=options.take("read_batch", _positive_int, d.read_batch),
             clock=options.take("clock", _callable, d.clock),
         )
         ours = [
@@ -188,6 +199,7 @@ class Settings:
             "create_indexes",
             "change_streams",
             "clock",
+            "read_batch",
         ]
         client_options: dict[str, Any] = {}
         for name in list(options.remaining()):

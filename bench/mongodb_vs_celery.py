@@ -1,0 +1,281 @@
+"""resultstore-mongodb against raw pymongo and Celery's MongoBackend, in one run.
+
+Everything talks to one throwaway standalone SecantusDB on loopback (a
+MongoDB wire-protocol server; about a thousand operations a second, so the
+figures are ratios, not MongoDB's speed), one process, the same ~200-byte
+JSON result (10 fields). The raw calls write an equivalent document (state,
+result, date_done, expires_at) into a collection with the same indexes as
+ours. Each case runs in rounds that interleave the contenders; the table
+shows medians and the ratios the MongoDB issue sets as targets. Run with
+``nox -s bench`` (installs Celery 5.7 and the test servers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pymongo
+import resultstore
+from celery import Celery
+from celery.result import AsyncResult as CeleryResult
+from celery.result import GroupResult as CeleryGroup
+from resultstore import State, TaskResult
+from resultstore_contract.servers import start_mongodb
+from rich.console import Console
+from rich.table import Table
+
+PAYLOAD = {f"field{i}": f"value-{i}-" + "x" * 6 for i in range(10)}
+BATCH = 2_000
+
+
+def _ids(n: int, tag: str) -> list[str]:
+    return [f"{tag}-{uuid.uuid4().hex}" for _ in range(n)]
+
+
+def _rate(n: int, run: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    run()
+    return n / (time.perf_counter() - start)
+
+
+class Bench:
+    def __init__(self, url: str, ops: int) -> None:
+        self.ops = ops
+        self.ours = resultstore.connect(url, database="bench_ours")
+        backend: Any = self.ours.backend
+        # The raw contender gets a collection indexed exactly like ours.
+        client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(url, tz_aware=True)
+        self.client = client
+        self.raw = client.bench_raw.results
+        for spec in backend.results.index_information().values():
+            key = spec["key"]
+            if key != [("_id", 1)]:
+                extra = (
+                    {"expireAfterSeconds": spec["expireAfterSeconds"]}
+                    if "expireAfterSeconds" in spec
+                    else {}
+                )
+                self.raw.create_index(key, **extra)
+        base = url.rstrip("/")
+        self.app = Celery("bench", broker="memory://", backend=f"{base}/bench_celery")
+        self.celery = self.app.backend
+
+    def close(self) -> None:
+        self.ours.close()
+        self.client.close()
+
+    def _raw_doc(self, state: str) -> dict[str, Any]:
+        now = dt.datetime.now(dt.UTC)
+        return {
+            "state": state,
+            "result": PAYLOAD,
+            "date_done": now,
+            "expires_at": now + dt.timedelta(days=1),
+        }
+
+    # -- store -----------------------------------------------------------------
+
+    def store_raw(self) -> float:
+        ids = _ids(self.ops, "raw")
+
+        def run() -> None:
+            for task_id in ids:
+                self.raw.replace_one({"_id": task_id}, self._raw_doc("SUCCESS"), upsert=True)
+
+        return _rate(self.ops, run)
+
+    def store_ours(self) -> float:
+        ids = _ids(self.ops, "our")
+        return _rate(self.ops, lambda: [self.ours.mark_as_done(t, PAYLOAD) for t in ids])
+
+    def store_celery(self) -> float:
+        ids = _ids(self.ops, "cel")
+        return _rate(
+            self.ops, lambda: [self.celery.store_result(t, PAYLOAD, "SUCCESS") for t in ids]
+        )
+
+    # A task's second state (SUCCESS over STARTED): the conditional path.
+    def transition_raw(self) -> float:
+        ids = _ids(self.ops, "traw")
+        for task_id in ids:
+            self.raw.replace_one({"_id": task_id}, self._raw_doc("STARTED"), upsert=True)
+
+        def run() -> None:
+            for task_id in ids:
+                self.raw.replace_one({"_id": task_id}, self._raw_doc("SUCCESS"), upsert=True)
+
+        return _rate(self.ops, run)
+
+    def transition_ours(self) -> float:
+        ids = _ids(self.ops, "tour")
+        for task_id in ids:
+            self.ours.mark_as_started(task_id)
+        return _rate(self.ops, lambda: [self.ours.mark_as_done(t, PAYLOAD) for t in ids])
+
+    # -- get -------------------------------------------------------------------
+
+    def get_raw(self) -> float:
+        ids = _ids(self.ops, "graw")
+        self.raw.insert_many([{"_id": t, **self._raw_doc("SUCCESS")} for t in ids])
+        return _rate(self.ops, lambda: [self.raw.find_one({"_id": t}) for t in ids])
+
+    def get_ours(self) -> float:
+        ids = _ids(self.ops, "gour")
+        self.ours.store_many([TaskResult(t, State.SUCCESS, PAYLOAD) for t in ids])
+        return _rate(self.ops, lambda: [self.ours.get(t) for t in ids])
+
+    def handle_ours(self) -> float:
+        ids = _ids(self.ops, "hour")
+        self.ours.store_many([TaskResult(t, State.SUCCESS, PAYLOAD) for t in ids])
+        return _rate(self.ops, lambda: [self.ours.result(t).get() for t in ids])
+
+    def get_celery(self) -> float:
+        ids = _ids(self.ops, "gcel")
+        for task_id in ids:
+            self.celery.store_result(task_id, PAYLOAD, "SUCCESS")
+        return _rate(self.ops, lambda: [CeleryResult(t, app=self.app).get() for t in ids])
+
+    # -- batches of 2,000 ------------------------------------------------------------
+
+    def batch_ours(self) -> float:
+        results = [TaskResult(t, State.SUCCESS, PAYLOAD) for t in _ids(BATCH, "bat")]
+        return _rate(BATCH, lambda: self.ours.store_many(results))
+
+    def batch_celery(self) -> float:
+        ids = _ids(BATCH, "cbat")
+        return _rate(BATCH, lambda: [self.celery.store_result(t, PAYLOAD, "SUCCESS") for t in ids])
+
+    def join_ours(self) -> float:
+        ids = _ids(BATCH, "jour")
+        self.ours.store_many([TaskResult(t, State.SUCCESS, PAYLOAD) for t in ids])
+        start = time.perf_counter()
+        values = self.ours.group_result(uuid.uuid4().hex, ids).join(timeout=120)
+        assert len(values) == BATCH
+        return time.perf_counter() - start
+
+    def join_celery(self) -> float:
+        ids = _ids(BATCH, "jcel")
+        for task_id in ids:
+            self.celery.store_result(task_id, PAYLOAD, "SUCCESS")
+        group = CeleryGroup(
+            uuid.uuid4().hex, [CeleryResult(t, app=self.app) for t in ids], app=self.app
+        )
+        start = time.perf_counter()
+        # The MongoBackend has no native join: ResultSet.join reads each result in turn.
+        values = group.join(timeout=120)
+        assert len(values) == BATCH
+        return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--ops", type=int, default=1000)
+    # nox -s bench passes the same arguments to every bench script.
+    parser.add_argument("--trials", type=int, default=0, help="unused here (redis bench)")
+    args = parser.parse_args()
+    console = Console()
+    cases = [
+        "store_raw",
+        "store_ours",
+        "store_celery",
+        "transition_raw",
+        "transition_ours",
+        "get_raw",
+        "get_ours",
+        "handle_ours",
+        "get_celery",
+        "batch_ours",
+        "batch_celery",
+        "join_ours",
+        "join_celery",
+    ]
+    runs: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory() as tmp, start_mongodb(Path(tmp), standalone=True) as server:
+        bench = Bench(server.url, args.ops)
+        try:
+            for _ in range(args.rounds):
+                for name in cases:
+                    runs.setdefault(name, []).append(getattr(bench, name)())
+        finally:
+            bench.close()
+    m = {name: statistics.median(values) for name, values in runs.items()}
+
+    rows: list[tuple[str, str, str, str, str]] = []
+
+    def row(what: str, ours: str, peer: str, ratio: float, target: float | None) -> None:
+        verdict = (
+            "-" if target is None else f">= {target:g}x {'OK' if ratio >= target else 'MISSED'}"
+        )
+        rows.append((what, ours, peer, f"{ratio:.2f}x", verdict))
+
+    row(
+        "store/s vs raw replace_one(upsert)",
+        f"{m['store_ours']:,.0f}",
+        f"{m['store_raw']:,.0f}",
+        m["store_ours"] / m["store_raw"],
+        0.95,
+    )
+    row(
+        "store/s vs Celery store_result",
+        f"{m['store_ours']:,.0f}",
+        f"{m['store_celery']:,.0f}",
+        m["store_ours"] / m["store_celery"],
+        None,
+    )
+    row(
+        "SUCCESS over STARTED/s vs raw replace_one",
+        f"{m['transition_ours']:,.0f}",
+        f"{m['transition_raw']:,.0f}",
+        m["transition_ours"] / m["transition_raw"],
+        None,
+    )
+    row(
+        "get()/s vs raw find_one",
+        f"{m['get_ours']:,.0f}",
+        f"{m['get_raw']:,.0f}",
+        m["get_ours"] / m["get_raw"],
+        0.95,
+    )
+    row(
+        "result().get() ready/s vs Celery AsyncResult.get",
+        f"{m['handle_ours']:,.0f}",
+        f"{m['get_celery']:,.0f}",
+        m["handle_ours"] / m["get_celery"],
+        None,
+    )
+    row(
+        f"batch store {BATCH:,}/s vs Celery one-by-one",
+        f"{m['batch_ours']:,.0f}",
+        f"{m['batch_celery']:,.0f}",
+        m["batch_ours"] / m["batch_celery"],
+        5,
+    )
+    row(
+        f"join {BATCH:,} speed-up vs Celery's per-result loop",
+        f"{m['join_ours']:.3f}s",
+        f"{m['join_celery']:.3f}s",
+        m["join_celery"] / m["join_ours"],
+        10,
+    )
+
+    table = Table(
+        title=f"resultstore-mongodb vs peers on SecantusDB (median of {args.rounds} rounds)"
+    )
+    for column in ("figure", "resultstore", "peer", "ratio", "target"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(*r)
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()
