@@ -8,6 +8,13 @@ result, date_done, expires_at) into a collection with the same indexes as
 ours. Each case runs in rounds that interleave the contenders; the table
 shows medians and the ratios the MongoDB issue sets as targets. Run with
 ``nox -s bench`` (installs Celery 5.7 and the test servers).
+
+SecantusDB's costs are not mongod's: every index costs about as much per
+inserted document as the insert, reading many documents costs about a
+tenth of a millisecond per document even through ``$in``, and a
+findAndModify that finds a document checks it again by scanning the
+collection. Batch stores, joins and a task's second state are bounded by
+those here.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from rich.table import Table
 
 PAYLOAD = {f"field{i}": f"value-{i}-" + "x" * 6 for i in range(10)}
 BATCH = 2_000
+TRANSITIONS = 50
 
 
 def _ids(n: int, tag: str) -> list[str]:
@@ -102,9 +110,11 @@ class Bench:
             self.ops, lambda: [self.celery.store_result(t, PAYLOAD, "SUCCESS") for t in ids]
         )
 
-    # A task's second state (SUCCESS over STARTED): the conditional path.
+    # A task's second state (SUCCESS over STARTED) takes the conditional path,
+    # a findAndModify that SecantusDB answers with a scan of the collection:
+    # a few stores show the figure without the run taking minutes.
     def transition_raw(self) -> float:
-        ids = _ids(self.ops, "traw")
+        ids = _ids(TRANSITIONS, "traw")
         for task_id in ids:
             self.raw.replace_one({"_id": task_id}, self._raw_doc("STARTED"), upsert=True)
 
@@ -112,13 +122,13 @@ class Bench:
             for task_id in ids:
                 self.raw.replace_one({"_id": task_id}, self._raw_doc("SUCCESS"), upsert=True)
 
-        return _rate(self.ops, run)
+        return _rate(TRANSITIONS, run)
 
     def transition_ours(self) -> float:
-        ids = _ids(self.ops, "tour")
+        ids = _ids(TRANSITIONS, "tour")
         for task_id in ids:
             self.ours.mark_as_started(task_id)
-        return _rate(self.ops, lambda: [self.ours.mark_as_done(t, PAYLOAD) for t in ids])
+        return _rate(TRANSITIONS, lambda: [self.ours.mark_as_done(t, PAYLOAD) for t in ids])
 
     # -- get -------------------------------------------------------------------
 
@@ -232,7 +242,7 @@ def main() -> None:
         None,
     )
     row(
-        "SUCCESS over STARTED/s vs raw replace_one",
+        "2nd state/s (findAndModify; SecantusDB scans) vs raw",
         f"{m['transition_ours']:,.0f}",
         f"{m['transition_raw']:,.0f}",
         m["transition_ours"] / m["transition_raw"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pymongo
 import pytest
@@ -16,6 +17,7 @@ def _isolated(server: Server) -> Iterator[str]:
     database = f"t{uuid.uuid4().hex[:16]}"
     joiner = "&" if "?" in server.url else "?"
     yield f"{server.url}{joiner}database={database}"
+    client: pymongo.MongoClient[dict[str, Any]]
     with pymongo.MongoClient(server.url) as client:
         client.drop_database(database)
 

@@ -467,7 +467,7 @@ def test_unknown_option_lists_the_accepted_ones(mongodb_server: Server) -> None:
     ids=["bad-value", "reserved", "bad-database"],
 )
 def test_bad_options_are_configuration_errors(
-    mongodb_server: Server, options: dict[str, str]
+    mongodb_server: Server, options: dict[str, Any]
 ) -> None:
     with pytest.raises(ConfigurationError):
         resultstore.connect(mongodb_server.url, **options)
@@ -587,7 +587,12 @@ def test_the_listener_carries_the_stored_result(store: resultstore.ResultStore) 
         listener.subscribe(["w"])
         threading.Timer(0.05, lambda: store.mark_as_done("w", 5)).start()
         heard: list[str] = []
-        wait_until(lambda: bool(heard.extend(listener.wait(0.1)) or heard), "an announcement")
+
+        def hear() -> bool:
+            heard.extend(listener.wait(0.1))
+            return bool(heard)
+
+        wait_until(hear, "an announcement")
         assert heard == ["w"]
         carried = listener.take_carried()
         assert carried["w"].result == 5
@@ -634,8 +639,5 @@ async def _native_asyncio_twin(url: str) -> None:
         assert await store.result("a").aget(timeout=10) == {"v": 1}
         await store.forget("a")
         assert await store.get("a") is None
-        await asyncio.to_thread(
-            lambda: store.sync.backend.client.drop_database(  # type: ignore[attr-defined]
-                store.sync.backend.settings.database  # type: ignore[attr-defined]
-            )
-        )
+        backend = _backend(store.sync)
+        await asyncio.to_thread(backend.client.drop_database, backend.settings.database)

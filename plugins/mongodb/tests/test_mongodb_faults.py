@@ -137,7 +137,12 @@ def test_a_listener_whose_server_changed_starts_afresh_and_announces_all(
                 # The fresh stream hears new stores as before.
                 store.mark_as_done("b", 1)
                 heard: list[str] = []
-                wait_until(lambda: "b" in heard or bool(heard.extend(listener.wait(0.1))), "b")
+
+                def hear() -> bool:
+                    heard.extend(listener.wait(0.1))
+                    return "b" in heard
+
+                wait_until(hear, "the fresh stream to announce b")
                 assert listener.take_carried()["b"].result == 1
                 # While the client knows no writable server, nothing is decided.
                 identity[0] = frozenset()

@@ -9,6 +9,7 @@ for both).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -18,9 +19,9 @@ from pymongo.errors import DuplicateKeyError
 from resultstore.models import StoreOutcome, TaskResult
 
 from resultstore_mongodb.backend import (
-    _CURRENT,
-    _PROJECTION,
-    _UPSERT_TRIES,
+    BEFORE_FIELDS,
+    CURRENT_FIELDS,
+    UPSERT_TRIES,
     Refused,
     judge,
     live,
@@ -55,18 +56,18 @@ class AsyncMongoBackend:
         return await self.results.find_one_and_replace(
             filter_,
             doc,
-            projection=_PROJECTION,
+            projection=BEFORE_FIELDS,
             upsert=insert,
             return_document=ReturnDocument.BEFORE,
         )
 
     async def _overwrite(self, task_id: str, doc: Mapping[str, Any]) -> Any:
-        for attempt in range(_UPSERT_TRIES):
+        for attempt in range(UPSERT_TRIES):
             try:
                 return await self._replace({"_id": task_id}, doc)
             except DuplicateKeyError:
                 # Another writer created the document first; the next run replaces it.
-                if attempt == _UPSERT_TRIES - 1:
+                if attempt == UPSERT_TRIES - 1:
                     raise
         return None  # pragma: no cover  # the loop returns or raises
 
@@ -83,11 +84,11 @@ class AsyncMongoBackend:
             else:
                 freshness.learn(state, True)
                 return StoreOutcome(True, result.state, None)
-        for _ in range(_UPSERT_TRIES):
+        for _ in range(UPSERT_TRIES):
             try:
                 before = await self._replace(unready(result.task_id), doc)
             except DuplicateKeyError:
-                current = await self.results.find_one({"_id": result.task_id}, _CURRENT)
+                current = await self.results.find_one({"_id": result.task_id}, CURRENT_FIELDS)
                 try:
                     expired = judge(current, now)
                 except Refused as refused:
@@ -142,7 +143,7 @@ class AsyncMongoBackend:
         step = sync.settings.read_batch
         for start in range(0, len(ids), step):
             chunk = ids[start : start + step]
-            for doc in await sync.retry.run_async(lambda chunk=chunk: read(chunk)):  # type: ignore[misc]
+            for doc in await sync.retry.run_async(functools.partial(read, chunk)):
                 docs[doc["_id"]] = doc
         now = sync.now()
         return {

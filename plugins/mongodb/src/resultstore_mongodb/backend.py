@@ -25,6 +25,7 @@ cheapest write, and takes the conditional path only on E11000.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
 import os
 import threading
@@ -52,6 +53,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BASE_CAPABILITIES",
+    "BEFORE_FIELDS",
+    "CURRENT_FIELDS",
+    "UPSERT_TRIES",
     "Freshness",
     "MongoBackend",
     "Refused",
@@ -82,7 +86,7 @@ _READY = sorted(READY_STATES)
 #: results per bulk write.
 BATCH = 1000
 #: how often an upsert that lost an insert race is run again before giving up.
-_UPSERT_TRIES = 8
+UPSERT_TRIES = 8
 _DUPLICATE_KEY = 11000
 
 _TOKEN_PREFIX = uuid.uuid4().hex[:16]
@@ -151,7 +155,7 @@ def outcome(before: Mapping[str, Any] | None, result: TaskResult, now: dt.dateti
 def upsert(call: Callable[[], T]) -> T:
     """Run an upsert again when it lost an insert race (E11000 on ``_id``: another
     writer created the document first; the next run finds and judges it)."""
-    for _ in range(_UPSERT_TRIES - 1):
+    for _ in range(UPSERT_TRIES - 1):
         try:
             return call()
         except pymongo.errors.DuplicateKeyError:
@@ -214,8 +218,9 @@ def stuck(result: TaskResult, where: str) -> ConfigurationError:
     )
 
 
-_PROJECTION = {"_id": 0, "state": 1, "expires_at": 1}
-_CURRENT = {"state": 1, "expires_at": 1}
+#: what a store needs of the document it replaced, and of the one that refused it.
+BEFORE_FIELDS = {"_id": 0, "state": 1, "expires_at": 1}
+CURRENT_FIELDS = {"state": 1, "expires_at": 1}
 
 
 class MongoBackend:
@@ -281,7 +286,7 @@ class MongoBackend:
                 if key in _ensured:
                     continue
             try:
-                self.retry(lambda c=collection, i=indexes: c.create_indexes(i))  # type: ignore[misc]
+                self.retry(functools.partial(collection.create_indexes, indexes))
             except pymongo.errors.OperationFailure as exc:
                 raise ConfigurationError(
                     f"cannot create the indexes of {self.settings.database}.{collection.name} "
@@ -318,7 +323,7 @@ class MongoBackend:
         return self.results.find_one_and_replace(
             filter_,
             doc,
-            projection=_PROJECTION,
+            projection=BEFORE_FIELDS,
             upsert=insert,
             return_document=ReturnDocument.BEFORE,
         )
@@ -333,11 +338,11 @@ class MongoBackend:
             else:
                 self.freshness.learn(state, True)
                 return StoreOutcome(True, result.state, None)
-        for _ in range(_UPSERT_TRIES):
+        for _ in range(UPSERT_TRIES):
             try:
                 before = self._replace(unready(result.task_id), doc)
             except pymongo.errors.DuplicateKeyError:
-                current = self.results.find_one({"_id": result.task_id}, _CURRENT)
+                current = self.results.find_one({"_id": result.task_id}, CURRENT_FIELDS)
                 try:
                     expired = judge(current, now)
                 except Refused as refused:
@@ -405,7 +410,7 @@ class MongoBackend:
                 planned.append(index)
             if not ops:
                 continue
-            conflicts, upserted = self.retry(lambda ops=ops: self._bulk(ops))  # type: ignore[misc]
+            conflicts, upserted = self.retry(functools.partial(self._bulk, ops))
             for position, index in enumerate(planned):
                 result = results[index]
                 if position in conflicts:
@@ -466,7 +471,7 @@ class MongoBackend:
         step = self.settings.read_batch
         for start in range(0, len(ids), step):
             chunk = ids[start : start + step]
-            docs.update(self.retry(lambda chunk=chunk: self._find_in(chunk, projection)))  # type: ignore[misc]
+            docs.update(self.retry(functools.partial(self._find_in, chunk, projection)))
         return docs
 
     def _find_in(self, ids: Sequence[str], projection: Mapping[str, Any] | None) -> dict[str, Any]:
