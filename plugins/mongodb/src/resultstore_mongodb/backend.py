@@ -571,7 +571,9 @@ class MongoBackend:
                         "expires_at": live_filter(now),
                     },
                     {
-                        "$push": {"received": index},
+                        # The filter already excludes a received index; $addToSet
+                        # appends, so the order of "received" is the order of arrival.
+                        "$addToSet": {"received": index},
                         "$inc": {"count": 1},
                         "$set": {
                             f"parts.{index}": {"t": token, "d": part},
