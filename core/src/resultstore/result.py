@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -21,7 +20,7 @@ from resultstore.models import ChordOutcome, ChordState, ExceptionInfo, Group, T
 from resultstore.protocols import Capability
 from resultstore.remote import rebuild_exception
 from resultstore.states import PROPAGATE_STATES, State
-from resultstore.waiting import Delivery, WaitHub, describe_ids, failing_note
+from resultstore.waiting import Delivery, Inbox, WaitHub, describe_ids, failing_note
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -59,30 +58,6 @@ def _left(deadline: float | None) -> float | None:
 
 def _is_failure(meta: TaskResult | None) -> bool:
     return meta is not None and meta.state in PROPAGATE_STATES
-
-
-class _Inbox:
-    """Deliveries from the hub's thread to one waiting thread."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
-        self._items: list[tuple[str, Delivery]] = []
-
-    def put(self, task_id: str, value: Delivery) -> None:
-        with self._cond:
-            self._items.append((task_id, value))
-            self._cond.notify()
-
-    def take(self, deadline: float | None) -> list[tuple[str, Delivery]]:
-        """Everything delivered so far; waits for at least one item until ``deadline``."""
-        with self._cond:
-            while not self._items:
-                left = _left(deadline)
-                if left == 0.0:
-                    return []
-                self._cond.wait(left)
-            items, self._items = self._items, []
-            return items
 
 
 class _AsyncInbox:
@@ -360,7 +335,7 @@ class AsyncResult:
         deadline = _deadline(timeout)
         meta = self.meta
         if meta is None or not meta.ready:
-            inbox = _Inbox()
+            inbox = Inbox()
             watch = self.store.hub.watch((self.task_id,), inbox.put, interval=interval)
             try:
                 items = inbox.take(deadline)
@@ -590,7 +565,7 @@ class GroupResult:
         if propagate:
             self._raise_first_failure(self._by_id, allowed)
         if pending:
-            inbox = _Inbox()
+            inbox = Inbox()
             watch = self.store.hub.watch(pending, inbox.put, interval=interval)
             try:
                 while pending:
@@ -625,7 +600,7 @@ class GroupResult:
                 yield handle
         if not pending:
             return
-        inbox = _Inbox()
+        inbox = Inbox()
         watch = self.store.hub.watch(pending, inbox.put, interval=interval)
         try:
             while pending:

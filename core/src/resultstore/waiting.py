@@ -36,6 +36,7 @@ __all__ = [
     "DEFAULT_MAX_INTERVAL",
     "DEFAULT_MIN_INTERVAL",
     "Delivery",
+    "Inbox",
     "WaitHub",
     "Watch",
     "describe_ids",
@@ -56,6 +57,32 @@ _MAX_BACKOFF = 2.0
 #: that stops it from ever being read (a payload that does not decode, a closed store).
 Delivery = TaskResult | BaseException
 Callback = Callable[[str, Delivery], None]
+
+
+class Inbox:
+    """Deliveries from the hub's thread to one waiting thread: pass ``put`` as
+    a watch callback, then ``take`` what arrived."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._items: list[tuple[str, Delivery]] = []
+
+    def put(self, task_id: str, value: Delivery) -> None:
+        with self._cond:
+            self._items.append((task_id, value))
+            self._cond.notify()
+
+    def take(self, deadline: float | None) -> list[tuple[str, Delivery]]:
+        """Everything delivered so far; waits for at least one item until
+        ``deadline`` (``time.monotonic()`` seconds; None waits forever)."""
+        with self._cond:
+            while not self._items:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return []
+                self._cond.wait(left)
+            items, self._items = self._items, []
+            return items
 
 
 class Watch:

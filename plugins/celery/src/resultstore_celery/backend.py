@@ -38,7 +38,7 @@ from resultstore.protocols import Capability
 from resultstore.remote import rebuild_exception
 from resultstore.store import ResultStore, connect
 from resultstore.urls import redact
-from resultstore.waiting import Delivery, describe_ids, failing_note
+from resultstore.waiting import Inbox, describe_ids, failing_note
 
 from resultstore_celery.meta import (
     CELERY_EXCEPTIONS,
@@ -72,30 +72,6 @@ def _renew_locks() -> None:
 
 
 os.register_at_fork(after_in_child=_renew_locks)
-
-
-class _Inbox:
-    """Results the store's waiter hands over to one waiting thread."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
-        self._items: list[tuple[str, Delivery]] = []
-
-    def put(self, task_id: str, value: Delivery) -> None:
-        with self._cond:
-            self._items.append((task_id, value))
-            self._cond.notify()
-
-    def take(self, until: float | None) -> list[tuple[str, Delivery]]:
-        """Everything delivered so far, waiting until ``until`` (monotonic) for one."""
-        with self._cond:
-            while not self._items:
-                left = None if until is None else until - time.monotonic()
-                if left is not None and left <= 0:
-                    return []
-                self._cond.wait(left)
-            items, self._items = self._items, []
-            return items
 
 
 def _member_ids(results: Iterable[Any]) -> list[str]:
@@ -296,7 +272,7 @@ class ResultStoreBackend(BaseBackend):  # type: ignore[misc]  # Celery's base cl
         deadline = None if timeout is None else started + max(0.0, timeout)
         tick = interval if interval is not None and interval > 0 else None
         pending = set(task_ids)
-        inbox = _Inbox()
+        inbox = Inbox()
         hub = self.store.hub
         watch = hub.watch(pending, inbox.put, interval=tick)
         try:
