@@ -148,7 +148,7 @@ def test_a_missing_binary_names_the_package_and_the_install_command(
 
 def test_a_missing_python_server_names_the_pypi_pin() -> None:
     with pytest.raises(ServerNotInstalledError) as info:
-        servers._python_module_path("no_such_server_module", "SecantusDB==0.7.0b3", "mongodb")
+        servers.python_module_path("no_such_server_module", "SecantusDB==0.7.0b3", "mongodb")
     assert "SecantusDB==0.7.0b3" in str(info.value)
     assert "bash scripts/install-servers.sh mongodb" in str(info.value)
 

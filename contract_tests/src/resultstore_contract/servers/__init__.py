@@ -1,0 +1,77 @@
+"""Throwaway real servers on free loopback ports, and the session fixtures that start them.
+
+One module per server (``redis``, ``memcached``, ``rabbitmq``, ``mongodb``,
+``osmem``...) beside the shared process helpers in ``_process``; a new backend
+adds one module and lists it here. Each ``start_*`` function is a context
+manager: it starts the server in a fresh folder, waits until it answers a
+protocol-level hello, yields a :class:`Server` and stops every process it
+started, by PID, however the block ends. A missing binary fails with the
+package and the install command.
+"""
+
+from ._process import (
+    LOOPBACK,
+    Server,
+    ServerError,
+    ServerNotInstalledError,
+    ServerProcess,
+    ServerStartError,
+    free_port,
+    python_module_path,
+)
+from .memcached import memcached_server, start_memcached
+from .mongodb import (
+    mongodb_auth_server,
+    mongodb_command,
+    mongodb_server,
+    mongodb_standalone_server,
+    start_mongodb,
+)
+from .osmem import opensearch_server, start_opensearch
+from .rabbitmq import AMQP_HEADER, rabbitmq_server, start_rabbitmq
+from .redis import (
+    redis_auth_server,
+    redis_cluster_server,
+    redis_command,
+    redis_sentinel_server,
+    redis_server,
+    redis_tls_server,
+    start_redis,
+    start_redis_cluster,
+    start_redis_sentinel,
+)
+from .tls import TLSFiles, make_tls_files
+
+__all__ = [
+    "AMQP_HEADER",
+    "LOOPBACK",
+    "Server",
+    "ServerError",
+    "ServerNotInstalledError",
+    "ServerProcess",
+    "ServerStartError",
+    "TLSFiles",
+    "free_port",
+    "make_tls_files",
+    "memcached_server",
+    "mongodb_auth_server",
+    "mongodb_command",
+    "mongodb_server",
+    "mongodb_standalone_server",
+    "opensearch_server",
+    "python_module_path",
+    "rabbitmq_server",
+    "redis_auth_server",
+    "redis_cluster_server",
+    "redis_command",
+    "redis_sentinel_server",
+    "redis_server",
+    "redis_tls_server",
+    "start_memcached",
+    "start_mongodb",
+    "start_opensearch",
+    "start_rabbitmq",
+    "start_redis",
+    "start_redis_cluster",
+    "start_redis_sentinel",
+]
