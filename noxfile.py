@@ -28,7 +28,7 @@ MKDOCS = ("mkdocs>=1.6,<2", "mkdocs-material>=9.5,<10")
 
 nox.needs_version = ">=2024.3.2"
 nox.options.default_venv_backend = "uv|virtualenv"
-nox.options.sessions = ["lint", "typecheck", "tests", "docs"]
+nox.options.sessions = ["lint", "typecheck", "tests", "ci_scripts", "docs"]
 
 
 @dataclass(frozen=True)
@@ -120,22 +120,21 @@ def tests(session: nox.Session, dist: Distribution) -> None:
     """pytest in one distribution's folder, with core and the contract suite installed."""
     others = [_by_folder(folder) for folder in dist.test_with]
     session.install(*_editable(_by_folder(CORE), _by_folder(CONTRACT), *others, dist))
-    if dist.test_servers:
-        # The script installs Python-packaged servers with "$PYTHON -m pip".
-        session.install("pip")
-        session.run(
-            "bash",
-            str(ROOT / "scripts" / "install-servers.sh"),
-            *dist.test_servers,
-            external=True,
-            env={"PYTHON": str(Path(session.bin) / "python")},
-        )
+    _install_servers(session, list(dist.test_servers))
     session.chdir(ROOT / dist.folder)
     session.run(
         "pytest",
         *session.posargs,
         env={"HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "ci")},
     )
+
+
+@nox.session
+def ci_scripts(session: nox.Session) -> None:
+    """pytest over the CI's own helpers (.ci/test_*.py), which no distribution owns."""
+    session.install("pytest>=8")
+    session.chdir(ROOT / ".ci")
+    session.run("pytest", "-p", "no:cacheprovider", *session.posargs)
 
 
 @nox.session
@@ -146,18 +145,54 @@ def docs(session: nox.Session) -> None:
     session.run("mkdocs", "build", "--strict", *session.posargs, env={"NO_MKDOCS_2_WARNING": "1"})
 
 
+def _install_servers(session: nox.Session, servers: list[str]) -> None:
+    """Run scripts/install-servers.sh for ``servers`` with this session's python."""
+    if not servers:
+        return
+    # The script installs Python-packaged servers with "$PYTHON -m pip".
+    session.install("pip")
+    session.run(
+        "bash",
+        str(ROOT / "scripts" / "install-servers.sh"),
+        *servers,
+        external=True,
+        env={"PYTHON": str(Path(session.bin) / "python")},
+    )
+
+
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Run every bench/*.py, with every distribution and bench/requirements.txt installed."""
-    scripts = sorted((ROOT / "bench").glob("*.py"))
+    """Run bench/*.py with every distribution and bench/requirements.txt installed.
+
+    ``nox -s bench -- redis mongodb`` runs only the scripts whose names start
+    with those words, and installs only the servers their plugins test with;
+    from the first argument that starts with a dash on, arguments go to every
+    script (``nox -s bench -- redis --rounds 9``).
+    """
+    scripts = sorted(p for p in (ROOT / "bench").glob("*.py") if not p.name.startswith("_"))
+    dash = next((i for i, a in enumerate(session.posargs) if a.startswith("-")), None)
+    names = list(session.posargs[:dash])
+    flags = list(session.posargs[dash:]) if dash is not None else []
+    if names:
+        scripts = [p for p in scripts if any(p.stem.startswith(name) for name in names)]
     if not scripts:
-        session.skip("no bench/*.py yet")
+        session.skip(f"no bench/*.py matches {names}" if names else "no bench/*.py yet")
     session.install(*_editable(*DISTRIBUTIONS))
     requirements = ROOT / "bench" / "requirements.txt"
     if requirements.exists():
         session.install("-r", str(requirements))
-    servers = sorted({name for dist in DISTRIBUTIONS for name in dist.test_servers})
-    if servers:
-        session.run("bash", "scripts/install-servers.sh", *servers, external=True)
+    # A script bench/<plugin>_....py needs the servers plugins/<plugin> tests with.
+    prefixes = {p.stem.split("_")[0] for p in scripts}
+    servers = {
+        name
+        for dist in DISTRIBUTIONS
+        if dist.id in prefixes
+        for name in (*dist.test_servers, *_servers_of(dist.test_with))
+    }
+    _install_servers(session, sorted(servers))
     for script in scripts:
-        session.run("python", str(script), *session.posargs)
+        session.run("python", str(script), *flags)
+
+
+def _servers_of(folders: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(name for folder in folders for name in _by_folder(folder).test_servers)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -117,9 +116,8 @@ def main() -> None:
     # nox -s bench passes its arguments to every bench script; skip the others'.
     args, _ = parser.parse_known_args()
 
+    from _table import RatioTable, Samples
     from resultstore_contract.servers import start_redis
-    from rich.console import Console
-    from rich.table import Table
 
     runs: dict[tuple[str, str], list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp, start_redis(Path(tmp) / "redis") as server:
@@ -151,33 +149,28 @@ def main() -> None:
             for contender in contenders:
                 contender.close()
 
-    m = {key: statistics.median(values) for key, values in runs.items()}
-    table = Table(
-        title=f"resultstore-celery over resultstore-redis vs Celery's RedisBackend "
-        f"(median of {args.rounds} interleaved rounds, real workers)"
+    table = RatioTable(
+        f"resultstore-celery over resultstore-redis vs Celery's RedisBackend "
+        f"(medians of {args.rounds} interleaved rounds, real workers)"
     )
-    for column in ("figure", "bridge", "Celery RedisBackend", "speed-up", "target"):
-        table.add_column(column)
-
-    def row(figure: str, ours: str, peer: str, speedup: float, target: float) -> None:
-        verdict = "OK" if speedup >= target else "MISSED"
-        table.add_row(figure, ours, peer, f"{speedup:.2f}x", f">= {target:g}x {verdict}")
-
-    seq_ours, seq_peer = m[("sequential", "bridge")], m[("sequential", "celery")]
-    row(
+    table.ratio(
         f"{args.tasks:,} x send + .get() (tasks/s)",
-        f"{seq_ours:,.0f}",
-        f"{seq_peer:,.0f}",
-        seq_ours / seq_peer,
-        1.0,
+        Samples(runs[("sequential", "bridge")]),
+        Samples(runs[("sequential", "celery")]),
+        target=1.0,
     )
     for case, label in (
-        ("group", f"group of {args.group:,}, joined (s)"),
-        ("chord", f"chord of {args.chord:,} + sum (s)"),
+        ("group", f"group of {args.group:,}, joined: speed-up"),
+        ("chord", f"chord of {args.chord:,} + sum: speed-up"),
     ):
-        ours, peer = m[(case, "bridge")], m[(case, "celery")]
-        row(label, f"{ours:.3f}", f"{peer:.3f}", peer / ours, 1.5)
-    Console().print(table)
+        table.ratio(
+            label,
+            Samples(runs[(case, "bridge")], unit="s"),
+            Samples(runs[(case, "celery")], unit="s"),
+            target=1.5,
+            invert=True,
+        )
+    table.print()
 
 
 if __name__ == "__main__":

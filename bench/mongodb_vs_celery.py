@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import statistics
 import tempfile
 import time
 import uuid
@@ -31,13 +30,12 @@ from typing import Any
 
 import pymongo
 import resultstore
+from _table import RatioTable, Samples, run_rounds
 from celery import Celery
 from celery.result import AsyncResult as CeleryResult
 from celery.result import GroupResult as CeleryGroup
 from resultstore import State, TaskResult
 from resultstore_contract.servers import start_mongodb
-from rich.console import Console
-from rich.table import Table
 
 PAYLOAD = {f"field{i}": f"value-{i}-" + "x" * 6 for i in range(10)}
 BATCH = 2_000
@@ -187,12 +185,9 @@ class Bench:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--ops", type=int, default=1000)
-    # nox -s bench passes the same arguments to every bench script.
-    parser.add_argument("--trials", type=int, default=0, help="unused here (redis bench)")
     args = parser.parse_args()
-    console = Console()
     cases = [
         "store_raw",
         "store_ours",
@@ -208,83 +203,49 @@ def main() -> None:
         "join_ours",
         "join_celery",
     ]
-    runs: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp, start_mongodb(Path(tmp), standalone=True) as server:
         bench = Bench(server.url, args.ops)
         try:
-            for _ in range(args.rounds):
-                for name in cases:
-                    runs.setdefault(name, []).append(getattr(bench, name)())
+            runs = run_rounds({name: getattr(bench, name) for name in cases}, args.rounds)
         finally:
             bench.close()
-    m = {name: statistics.median(values) for name, values in runs.items()}
 
-    rows: list[tuple[str, str, str, str, str]] = []
+    def rate(name: str) -> Samples:
+        return Samples(runs[name])
 
-    def row(what: str, ours: str, peer: str, ratio: float, target: float | None) -> None:
-        verdict = (
-            "-" if target is None else f">= {target:g}x {'OK' if ratio >= target else 'MISSED'}"
-        )
-        rows.append((what, ours, peer, f"{ratio:.2f}x", verdict))
+    def seconds(name: str) -> Samples:
+        return Samples(runs[name], unit="s")
 
-    row(
-        "store/s vs raw replace_one(upsert)",
-        f"{m['store_ours']:,.0f}",
-        f"{m['store_raw']:,.0f}",
-        m["store_ours"] / m["store_raw"],
-        0.95,
+    table = RatioTable(
+        f"resultstore-mongodb vs peers on SecantusDB (medians of {args.rounds} rounds)"
     )
-    row(
-        "store/s vs Celery store_result",
-        f"{m['store_ours']:,.0f}",
-        f"{m['store_celery']:,.0f}",
-        m["store_ours"] / m["store_celery"],
-        None,
+    table.ratio(
+        "store vs raw replace_one(upsert)", rate("store_ours"), rate("store_raw"), target=0.95
     )
-    row(
-        "2nd state/s (findAndModify; SecantusDB scans) vs raw",
-        f"{m['transition_ours']:,.0f}",
-        f"{m['transition_raw']:,.0f}",
-        m["transition_ours"] / m["transition_raw"],
-        None,
+    table.ratio("store vs Celery store_result", rate("store_ours"), rate("store_celery"))
+    table.ratio(
+        "2nd state (findAndModify; SecantusDB scans) vs raw",
+        rate("transition_ours"),
+        rate("transition_raw"),
     )
-    row(
-        "get()/s vs raw find_one",
-        f"{m['get_ours']:,.0f}",
-        f"{m['get_raw']:,.0f}",
-        m["get_ours"] / m["get_raw"],
-        0.95,
+    table.ratio("get() vs raw find_one", rate("get_ours"), rate("get_raw"), target=0.95)
+    table.ratio(
+        "result().get() ready vs Celery AsyncResult.get", rate("handle_ours"), rate("get_celery")
     )
-    row(
-        "result().get() ready/s vs Celery AsyncResult.get",
-        f"{m['handle_ours']:,.0f}",
-        f"{m['get_celery']:,.0f}",
-        m["handle_ours"] / m["get_celery"],
-        None,
+    table.ratio(
+        f"batch store {BATCH:,} vs Celery one-by-one",
+        rate("batch_ours"),
+        rate("batch_celery"),
+        target=5,
     )
-    row(
-        f"batch store {BATCH:,}/s vs Celery one-by-one",
-        f"{m['batch_ours']:,.0f}",
-        f"{m['batch_celery']:,.0f}",
-        m["batch_ours"] / m["batch_celery"],
-        5,
-    )
-    row(
+    table.ratio(
         f"join {BATCH:,} speed-up vs Celery's per-result loop",
-        f"{m['join_ours']:.3f}s",
-        f"{m['join_celery']:.3f}s",
-        m["join_celery"] / m["join_ours"],
-        10,
+        seconds("join_ours"),
+        seconds("join_celery"),
+        target=10,
+        invert=True,
     )
-
-    table = Table(
-        title=f"resultstore-mongodb vs peers on SecantusDB (median of {args.rounds} rounds)"
-    )
-    for column in ("figure", "resultstore", "peer", "ratio", "target"):
-        table.add_column(column)
-    for r in rows:
-        table.add_row(*r)
-    console.print(table)
+    table.print()
 
 
 if __name__ == "__main__":

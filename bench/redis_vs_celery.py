@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
 import threading
 import time
@@ -21,14 +20,13 @@ from pathlib import Path
 import orjson
 import redis
 import resultstore
+from _table import RatioTable, Samples, percentile, run_rounds
 from celery import Celery
 from celery.app.task import Context
 from celery.result import AsyncResult as CeleryResult
 from celery.result import GroupResult as CeleryGroup
 from resultstore import State, TaskResult
 from resultstore_contract.servers import start_redis
-from rich.console import Console
-from rich.table import Table
 
 PAYLOAD = {f"field{i}": f"value-{i}-" + "x" * 6 for i in range(10)}
 # About 1 MB of JSON: 6,500 records of ten mixed string and number fields.
@@ -287,173 +285,103 @@ class Bench:
         return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
 
 
-def _median(values: list[float]) -> float:
-    return statistics.median(values)
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--ops", type=int, default=3000)
     parser.add_argument("--trials", type=int, default=1000, help="wake-latency trials")
     args = parser.parse_args()
-    console = Console()
-    rows: list[tuple[str, str, str, str, str]] = []
+    cases = (
+        "store_raw",
+        "store_celery",
+        "store_ours",
+        "get_raw",
+        "get_celery",
+        "get_ours",
+        "join_raw",
+        "join_celery",
+        "join_ours",
+        "batch_celery",
+        "batch_ours",
+        "big_celery",
+        "big_ours",
+        "chord_celery",
+        "chord_ours",
+    )
     with tempfile.TemporaryDirectory() as tmp, start_redis(Path(tmp)) as server:
         bench = Bench(server.url, args.ops)
-        runs: dict[str, list[float]] = {}
-
-        def record(name: str, value: float) -> None:
-            runs.setdefault(name, []).append(value)
-
-        for _ in range(args.rounds):
-            for name in (
-                "store_raw",
-                "store_celery",
-                "store_ours",
-                "get_raw",
-                "get_celery",
-                "get_ours",
-                "join_raw",
-                "join_celery",
-                "join_ours",
-                "batch_celery",
-                "batch_ours",
-                "big_celery",
-                "big_ours",
-                "chord_celery",
-                "chord_ours",
-            ):
-                record(name, getattr(bench, name)())
+        runs = run_rounds({name: getattr(bench, name) for name in cases}, args.rounds)
         before = bench.evalsha_calls()
         bench.chord_ours()
         # One EVALSHA per part, plus the one that stores the callback's result.
         chord_round_trips = (bench.evalsha_calls() - before - 1) / 1000
-        trials = args.trials
-        wake: dict[str, list[float]] = {"raw": [], "celery": [], "ours": []}
+        per_round = max(1, args.trials // args.rounds)
+        wake: dict[str, list[list[float]]] = {"raw": [], "celery": [], "ours": []}
         for _ in range(args.rounds):
-            for name in wake:
-                wake[name] += getattr(bench, f"wake_{name}")(max(1, trials // args.rounds))
+            for name, rounds in wake.items():
+                rounds.append(getattr(bench, f"wake_{name}")(per_round))
         bench.close()
 
-    m = {name: _median(values) for name, values in runs.items()}
+    def rate(name: str) -> Samples:
+        return Samples(runs[name])
 
-    def row(
-        what: str, ours: str, peer: str, ratio: float, target: float, *, higher: bool = True
-    ) -> None:
-        ok = ratio >= target if higher else ratio <= target
-        rows.append(
-            (
-                what,
-                ours,
-                peer,
-                f"{ratio:.2f}x",
-                f"{'>=' if higher else '<='} {target:g}x {'OK' if ok else 'MISSED'}",
-            )
-        )
+    def seconds(name: str) -> Samples:
+        return Samples(runs[name], unit="s")
 
-    row(
-        "store/s vs raw SET+PUBLISH",
-        f"{m['store_ours']:,.0f}",
-        f"{m['store_raw']:,.0f}",
-        m["store_ours"] / m["store_raw"],
-        0.9,
+    def wake_ms(name: str, q: float) -> Samples:
+        return Samples([percentile(r, q) * 1000 for r in wake[name]], unit="ms")
+
+    table = RatioTable(f"resultstore-redis vs peers (medians of {args.rounds} interleaved rounds)")
+    table.ratio("store vs raw SET+PUBLISH", rate("store_ours"), rate("store_raw"), target=0.9)
+    table.ratio(
+        "store vs Celery store_result", rate("store_ours"), rate("store_celery"), target=2.3
     )
-    row(
-        "store/s vs Celery store_result",
-        f"{m['store_ours']:,.0f}",
-        f"{m['store_celery']:,.0f}",
-        m["store_ours"] / m["store_celery"],
-        2.3,
+    table.ratio(
+        "batch store 10k vs Celery one-by-one",
+        rate("batch_ours"),
+        rate("batch_celery"),
+        target=10,
     )
-    row(
-        "batch store 10k/s vs Celery one-by-one",
-        f"{m['batch_ours']:,.0f}",
-        f"{m['batch_celery']:,.0f}",
-        m["batch_ours"] / m["batch_celery"],
-        10,
+    table.ratio("get() ready vs raw GET+decode", rate("get_ours"), rate("get_raw"), target=0.85)
+    table.ratio(
+        "get() ready vs Celery AsyncResult.get", rate("get_ours"), rate("get_celery"), target=3
     )
-    row(
-        "get() ready/s vs raw GET+decode",
-        f"{m['get_ours']:,.0f}",
-        f"{m['get_raw']:,.0f}",
-        m["get_ours"] / m["get_raw"],
-        0.85,
+    table.ratio(
+        "join 10k time vs raw chunked MGET",
+        seconds("join_ours"),
+        seconds("join_raw"),
+        target=1.5,
+        at_most=True,
     )
-    row(
-        "get() ready/s vs Celery AsyncResult.get",
-        f"{m['get_ours']:,.0f}",
-        f"{m['get_celery']:,.0f}",
-        m["get_ours"] / m["get_celery"],
-        3,
-    )
-    row(
-        "join 10k (s) vs raw chunked MGET",
-        f"{m['join_ours']:.3f}",
-        f"{m['join_raw']:.3f}",
-        m["join_ours"] / m["join_raw"],
-        1.5,
-        higher=False,
-    )
-    row(
+    table.ratio(
         "join 10k speed-up vs Celery join_native",
-        f"{m['join_ours']:.3f}",
-        f"{m['join_celery']:.3f}",
-        m["join_celery"] / m["join_ours"],
-        15,
+        seconds("join_ours"),
+        seconds("join_celery"),
+        target=15,
+        invert=True,
     )
     for q in (0.5, 0.99):
-        ours_q, raw_q, cel_q = (_pct(wake[k], q) * 1000 for k in ("ours", "raw", "celery"))
-        row(
-            f"wake p{int(q * 100)} (ms) vs raw pub/sub",
-            f"{ours_q:.3f}",
-            f"{raw_q:.3f}",
-            ours_q / raw_q,
-            1.5,
-            higher=False,
+        label = f"wake p{int(q * 100)}"
+        table.ratio(
+            f"{label} vs raw pub/sub",
+            wake_ms("ours", q),
+            wake_ms("raw", q),
+            target=1.5,
+            at_most=True,
         )
-        row(
-            f"wake p{int(q * 100)} (ms) vs Celery",
-            f"{ours_q:.3f}",
-            f"{cel_q:.3f}",
-            ours_q / cel_q,
-            1.0,
-            higher=False,
+        table.ratio(
+            f"{label} vs Celery", wake_ms("ours", q), wake_ms("celery", q), target=1.0, at_most=True
         )
-    row(
-        "1 MB store+get MB/s vs Celery",
-        f"{m['big_ours']:.1f}",
-        f"{m['big_celery']:.1f}",
-        m["big_ours"] / m["big_celery"],
-        2,
-    )
-    row(
+    table.ratio("1 MB store+get MB/s vs Celery", rate("big_ours"), rate("big_celery"), target=2)
+    table.ratio(
         "chord 1000 parts speed-up vs Celery",
-        f"{m['chord_ours']:.3f}s",
-        f"{m['chord_celery']:.3f}s",
-        m["chord_celery"] / m["chord_ours"],
-        2,
+        seconds("chord_ours"),
+        seconds("chord_celery"),
+        target=2,
+        invert=True,
     )
-    row(
-        "chord round trips per part",
-        f"{chord_round_trips:g}",
-        "-",
-        chord_round_trips,
-        1,
-        higher=False,
-    )
-
-    table = Table(title=f"resultstore-redis vs peers (median of {args.rounds} interleaved rounds)")
-    for column in ("figure", "resultstore", "peer", "ratio", "target"):
-        table.add_column(column)
-    for r in rows:
-        table.add_row(*r)
-    console.print(table)
+    table.note("chord round trips per part (target 1)", f"{chord_round_trips:g}")
+    table.print()
 
 
 if __name__ == "__main__":
