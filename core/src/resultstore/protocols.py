@@ -33,6 +33,7 @@ __all__ = [
     "SupportsGroups",
     "SupportsNativeAsync",
     "SupportsPush",
+    "SupportsReplyTo",
     "SupportsWake",
 ]
 
@@ -207,6 +208,32 @@ class SupportsCarriedResults(Protocol):
 class SupportsPush(Protocol):
     def listener(self) -> PushListener:
         """Open a new push listener (the caller shares it and closes it)."""
+        ...
+
+
+@runtime_checkable
+class SupportsReplyTo(Protocol):
+    """A backend that delivers each result to the client that asked for it.
+
+    Message backends (AMQP reply queues) keep no shared store: a result goes
+    to the reply address of the client that sent the task, and only that
+    client reads it. :meth:`ResultStore.store <resultstore.store.ResultStore.store>`
+    calls :meth:`store_to` when given a ``reply_to``; every other backend
+    ignores ``reply_to``, since its results are read from the store itself.
+    """
+
+    def reply_address(self, name: str | None = None) -> str:
+        """The address this client reads results from (``name``: one more, made if needed).
+
+        The sender of a task passes it along (as Celery's ``reply_to``) so
+        that the worker's ``store`` reaches this client.
+        """
+        ...
+
+    def store_to(
+        self, result: TaskResult, reply_to: str, *, overwrite: bool = False
+    ) -> StoreOutcome:
+        """Send ``result`` to the client reading at ``reply_to``."""
         ...
 
 

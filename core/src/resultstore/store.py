@@ -31,6 +31,7 @@ from resultstore.protocols import (
     SupportsChords,
     SupportsCleanup,
     SupportsGroups,
+    SupportsReplyTo,
 )
 from resultstore.remote import TaskRevokedError, describe_exception
 from resultstore.states import State
@@ -143,9 +144,20 @@ class ResultStore:
 
     # -- storing -------------------------------------------------------------
 
-    def store(self, result: TaskResult, *, overwrite: bool = False) -> StoreOutcome:
-        """Store a result; a ready state already stored is kept unless ``overwrite``."""
-        outcome = self.backend.store(result, overwrite=overwrite)
+    def store(
+        self, result: TaskResult, *, overwrite: bool = False, reply_to: str | None = None
+    ) -> StoreOutcome:
+        """Store a result; a ready state already stored is kept unless ``overwrite``.
+
+        ``reply_to`` is the reply address of the client that sent the task
+        (Celery's ``request.reply_to``): backends that deliver results to
+        their caller (:class:`~resultstore.protocols.SupportsReplyTo`) send
+        the result there; every other backend ignores it.
+        """
+        if reply_to and isinstance(self.backend, SupportsReplyTo):
+            outcome = self.backend.store_to(result, reply_to, overwrite=overwrite)
+        else:
+            outcome = self.backend.store(result, overwrite=overwrite)
         if self._observed:
             self.hooks.on_store(self.url.redacted(), result, outcome)
         return outcome
