@@ -25,6 +25,7 @@ __all__ = [
     "PROFILE_ENV",
     "URL_ENV",
     "clock_option",
+    "declared_clock_option",
     "plant_payload",
     "resultstore_url",
     "store_options",
@@ -164,10 +165,31 @@ def store_plugins(request: pytest.FixtureRequest) -> Sequence[object]:
 
 
 @pytest.fixture
-def clock_option(request: pytest.FixtureRequest) -> str | None:
-    """The option through which the backend takes a clock, or None (real time)."""
+def clock_option(
+    request: pytest.FixtureRequest, resultstore_url: str, store_plugins: Sequence[object]
+) -> str | None:
+    """The option through which the backend takes a clock, or None (real time).
+
+    The class's ``clock_option`` when it sets one; else the ``clock_option``
+    the backend declares in its :class:`resultstore.BackendSpec` (so that
+    ``resultstore check``, which has no test class of the backend's own,
+    drives the clock too); else None.
+    """
     value = getattr(request.cls, "clock_option", None)
-    return None if value is None else str(value)
+    if value is not None:
+        return str(value)
+    return declared_clock_option(resultstore_url, store_plugins)
+
+
+def declared_clock_option(url: str, plugins: Sequence[object] = ()) -> str | None:
+    """The clock option the backend serving ``url`` declares in its spec (None if none)."""
+    from resultstore.discovery import find_backend
+    from resultstore.hooks import build_hooks
+    from resultstore.urls import parse_url
+
+    spec = find_backend(parse_url(url).scheme, build_hooks(plugins))
+    declared = getattr(spec, "clock_option", None)
+    return None if declared is None else str(declared)
 
 
 @pytest.fixture

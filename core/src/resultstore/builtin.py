@@ -29,6 +29,7 @@ def resultstore_register_backends() -> Iterable[BackendSpec]:
                 {C.BULK_GET, C.BATCH_STORE, C.PUSH, C.AUTO_EXPIRY, C.CLEANUP, C.GROUPS, C.CHORDS}
             ),
             summary="in-process reference backend (thread-safe, not persistent)",
+            clock_option="clock",
         ),
         BackendSpec(
             scheme="sqlite",
@@ -45,6 +46,7 @@ def resultstore_register_backends() -> Iterable[BackendSpec]:
                 }
             ),
             summary="embedded default: one SQLite file, safe for processes on one machine",
+            clock_option="clock",
         ),
     ]
 

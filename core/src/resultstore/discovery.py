@@ -41,6 +41,11 @@ class BackendSpec:
     summary: str = ""
     #: the distribution to ``pip install`` for it.
     distribution: str = "resultstore"
+    #: the option through which the backend takes a clock (a callable returning
+    #: seconds, like ``time.time``) that decides when results expire; None when
+    #: it takes none. ``resultstore check`` passes a manual clock through it, so
+    #: every expiry rule is checked without waiting for real time to pass.
+    clock_option: str | None = None
 
     def load(self) -> BackendFactory:
         """Import the factory (and so the client library)."""

@@ -35,5 +35,8 @@ def resultstore_register_backends() -> Iterable[BackendSpec]:
             ),
             summary="results as files in a folder (template for third-party backends)",
             distribution="resultstore-template",
+            # The option through which the backend takes a clock: `resultstore check`
+            # passes a manual one through it to test expiry without sleeping.
+            clock_option="clock",
         )
     ]

@@ -37,6 +37,7 @@ def resultstore_register_backends() -> Iterable[BackendSpec]:
             capabilities=_CAPABILITIES,
             summary=summary,
             distribution="resultstore-mongodb",
+            clock_option="clock",
         )
         for scheme, summary in _SUMMARIES.items()
     ]
