@@ -2,7 +2,7 @@
 # Install the real servers the backend tests start on loopback.
 #
 # Usage: bash scripts/install-servers.sh [NAME...]
-#   NAME: redis memcached rabbitmq mongodb opensearch (none = all of them)
+#   NAME: redis memcached rabbitmq mongodb osmem elasticsearch opensearch (none = all of them)
 #
 # Idempotent: what is already installed is skipped, and `apt-get update` runs
 # once, only when an apt package is missing. Everything comes from the
@@ -15,12 +15,13 @@ PYTHON="${PYTHON:-python3}"
 # SecantusDB only publishes betas; the pins keep tests reproducible.
 SECANTUS_VERSION="0.7.0b3"
 OSMEM_VERSION="0.1.6"
-ALL=(redis memcached rabbitmq mongodb opensearch)
+ALL=(redis memcached rabbitmq mongodb osmem elasticsearch opensearch cassandra)
 
 apt_missing=()
 # Wait for a dpkg lock held by another apt run instead of failing at once.
 APT_OPTS=(-o DPkg::Lock::Timeout=600)
 pip_missing=()
+search_servers=()
 
 usage() {
     echo "usage: bash scripts/install-servers.sh [${ALL[*]}]..." >&2
@@ -70,7 +71,18 @@ for name in "$@"; do
             need_apt /usr/lib/rabbitmq/bin/rabbitmq-server rabbitmq-server
             ;;
         mongodb) need_pip SecantusDB "$SECANTUS_VERSION" ;;
-        opensearch) need_pip osmem-server "$OSMEM_VERSION" ;;
+        osmem) need_pip osmem-server "$OSMEM_VERSION" ;;
+        elasticsearch | opensearch)
+            # From Maven Central by scripts/install-search-server.sh, after apt.
+            need_apt mvn maven
+            need_apt javac openjdk-17-jdk-headless
+            need_apt unzip unzip
+            search_servers+=("$name")
+            ;;
+        cassandra)
+            # Apache Cassandra assembled from Maven Central (Java 17 and Maven from apt if missing).
+            bash "$(dirname "${BASH_SOURCE[0]}")/install-cassandra.sh"
+            ;;
         -h | --help) usage ;;
         *)
             echo "install-servers: unknown server '$name'; choose from: ${ALL[*]}" >&2
@@ -95,5 +107,9 @@ fi
 if [ "${#pip_missing[@]}" -gt 0 ]; then
     "$PYTHON" -m pip install --quiet "${pip_missing[@]}"
 fi
+
+for name in "${search_servers[@]}"; do
+    as_root bash "$(dirname "${BASH_SOURCE[0]}")/install-search-server.sh" "$name"
+done
 
 echo "install-servers: ready: $*"

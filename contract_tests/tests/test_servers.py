@@ -387,8 +387,8 @@ def _http(method: str, url: str, body: object = None) -> object:
         return json.loads(response.read())
 
 
-def test_opensearch_indexes_and_returns_a_document(tmp_path: Path) -> None:
-    with servers.start_opensearch(tmp_path) as server:
+def test_osmem_indexes_and_returns_a_document(tmp_path: Path) -> None:
+    with servers.start_osmem(tmp_path) as server:
         root = _http("GET", server.url + "/")
         assert isinstance(root, dict)
         assert "version" in root

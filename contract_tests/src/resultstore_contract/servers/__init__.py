@@ -1,7 +1,7 @@
 """Throwaway real servers on free loopback ports, and the session fixtures that start them.
 
 One module per server (``redis``, ``memcached``, ``rabbitmq``, ``mongodb``,
-``osmem``...) beside the shared process helpers in ``_process``; a new backend
+``osmem``, ``elasticsearch``...) beside the shared process helpers in ``_process``; a new backend
 adds one module and lists it here. Each ``start_*`` function is a context
 manager: it starts the server in a fresh folder, waits until it answers a
 protocol-level hello, yields a :class:`Server` and stops every process it
@@ -19,6 +19,11 @@ from ._process import (
     free_port,
     python_module_path,
 )
+from .elasticsearch import (
+    elasticsearch_secure_server,
+    elasticsearch_server,
+    start_elasticsearch,
+)
 from .memcached import memcached_server, start_memcached
 from .mongodb import (
     mongodb_auth_server,
@@ -27,7 +32,8 @@ from .mongodb import (
     mongodb_standalone_server,
     start_mongodb,
 )
-from .osmem import opensearch_server, start_opensearch
+from .opensearch import opensearch_server, start_opensearch
+from .osmem import osmem_server, start_osmem
 from .rabbitmq import AMQP_HEADER, rabbitmq_server, start_rabbitmq
 from .redis import (
     redis_auth_server,
@@ -51,6 +57,8 @@ __all__ = [
     "ServerProcess",
     "ServerStartError",
     "TLSFiles",
+    "elasticsearch_secure_server",
+    "elasticsearch_server",
     "free_port",
     "make_tls_files",
     "memcached_server",
@@ -59,6 +67,7 @@ __all__ = [
     "mongodb_server",
     "mongodb_standalone_server",
     "opensearch_server",
+    "osmem_server",
     "python_module_path",
     "rabbitmq_server",
     "redis_auth_server",
@@ -67,9 +76,11 @@ __all__ = [
     "redis_sentinel_server",
     "redis_server",
     "redis_tls_server",
+    "start_elasticsearch",
     "start_memcached",
     "start_mongodb",
     "start_opensearch",
+    "start_osmem",
     "start_rabbitmq",
     "start_redis",
     "start_redis_cluster",

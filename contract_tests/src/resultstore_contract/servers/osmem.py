@@ -22,18 +22,18 @@ def _http_ok(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def start_opensearch(workdir: Path, *, timeout: float = 15.0) -> Iterator[Server]:
+def start_osmem(workdir: Path, *, timeout: float = 15.0) -> Iterator[Server]:
     """One in-memory osmem-server speaking the OpenSearch REST API."""
-    binary = python_module_path("osmem_server", OSMEM_SPEC, "opensearch") / "bin" / "osmem-server"
+    binary = python_module_path("osmem_server", OSMEM_SPEC, "osmem") / "bin" / "osmem-server"
     if not os.access(binary, os.X_OK):
-        raise missing(str(binary), f"PyPI {OSMEM_SPEC} (a platform wheel)", "opensearch")
+        raise missing(str(binary), f"PyPI {OSMEM_SPEC} (a platform wheel)", "osmem")
     port = free_port()
     argv = [str(binary), "-addr", f"{LOOPBACK}:{port}", "-no-stdin-watch", "-no-ja"]
     url = f"http://{LOOPBACK}:{port}"
-    with ServerProcess("opensearch", argv, workdir=workdir) as process:
+    with ServerProcess("osmem", argv, workdir=workdir) as process:
         process.wait_ready(lambda: _http_ok(url + "/"), timeout)
         yield Server(
-            kind="opensearch",
+            kind="osmem",
             host=LOOPBACK,
             port=port,
             url=url,
@@ -47,7 +47,7 @@ def start_opensearch(workdir: Path, *, timeout: float = 15.0) -> Iterator[Server
 
 
 @pytest.fixture(scope="session")
-def opensearch_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """An in-memory OpenSearch-API server (osmem-server)."""
-    with start_opensearch(tmp_path_factory.mktemp("opensearch")) as server:
+def osmem_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """An in-memory OpenSearch-API server (osmem-server); ``opensearch_server`` is the real one."""
+    with start_osmem(tmp_path_factory.mktemp("osmem")) as server:
         yield server
