@@ -15,6 +15,9 @@ from resultstore.errors import (
     CorruptPayloadError,
     DecodeError,
     EncodeError,
+    InvalidIdError,
+    InvalidInputError,
+    InvalidStateError,
     InvalidURLError,
     PayloadError,
     ResultStoreError,
@@ -45,6 +48,7 @@ from resultstore.result import (
     chord_part_done,
     start_chord,
 )
+from resultstore.retrying import Retry
 from resultstore.states import (
     EXCEPTION_STATES,
     PROPAGATE_STATES,
@@ -80,6 +84,9 @@ __all__ = [
     "Group",
     "GroupResult",
     "Hooks",
+    "InvalidIdError",
+    "InvalidInputError",
+    "InvalidStateError",
     "InvalidURLError",
     "PayloadError",
     "RemoteError",
@@ -87,6 +94,7 @@ __all__ = [
     "ResultStoreError",
     "ResultTimeoutError",
     "ResultTooLargeError",
+    "Retry",
     "Serializer",
     "State",
     "StoreOutcome",

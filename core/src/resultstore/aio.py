@@ -16,7 +16,7 @@ import functools
 import traceback as tb
 from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from resultstore.backends.threaded import ThreadedAsyncBackend
 from resultstore.errors import ConfigurationError
@@ -33,7 +33,8 @@ from resultstore.protocols import AsyncResultBackend, Capability, SupportsNative
 from resultstore.remote import describe_exception
 from resultstore.result import AsyncResult, ChordResult, GroupResult
 from resultstore.states import State
-from resultstore.store import ResultStore, connect
+from resultstore.store import ClosedBackend, ResultStore, connect
+from resultstore.validation import check_result, check_results, check_task_id, check_task_ids
 
 __all__ = ["AsyncResultStore", "async_backend_for", "connect_async"]
 
@@ -127,6 +128,7 @@ class AsyncResultStore:
 
     async def store(self, result: TaskResult, *, overwrite: bool = False) -> StoreOutcome:
         """Store a result; a ready state already stored is kept unless ``overwrite``."""
+        check_result(result)
         outcome = await self.backend.store(result, overwrite=overwrite)
         self._observe(result, outcome)
         return outcome
@@ -134,6 +136,7 @@ class AsyncResultStore:
     async def store_many(
         self, results: Sequence[TaskResult], *, overwrite: bool = False
     ) -> list[StoreOutcome]:
+        check_results(results)
         return [await self.store(result, overwrite=overwrite) for result in results]
 
     async def mark_as_started(self, task_id: str, **fields: Any) -> StoreOutcome:
@@ -170,13 +173,14 @@ class AsyncResultStore:
     # -- reading ---------------------------------------------------------------------
 
     async def get(self, task_id: str) -> TaskResult | None:
-        return await self.backend.get(task_id)
+        return await self.backend.get(check_task_id(task_id))
 
     async def get_many(self, task_ids: Sequence[str]) -> dict[str, TaskResult | None]:
+        check_task_ids(task_ids)
         return await self.backend.get_many(task_ids)
 
     async def forget(self, task_id: str) -> None:
-        await self.backend.forget(task_id)
+        await self.backend.forget(check_task_id(task_id))
         if self.hooks.observes():
             self.hooks.on_forget(self.url.redacted(), task_id)
 
@@ -224,9 +228,17 @@ class AsyncResultStore:
         return await self._sync_call(self.sync.cleanup)
 
     async def close(self) -> None:
-        """Close the asyncio twin, then the sync store (which stops its waiting hub)."""
+        """Close the asyncio twin, then the sync store (which stops its waiting hub).
+
+        Closing again does nothing; any other call afterwards raises
+        :class:`~resultstore.errors.BackendUnavailableError`.
+        """
+        backend = self.backend
+        if isinstance(backend, ClosedBackend):
+            return
+        self.backend = cast(AsyncResultBackend, ClosedBackend(backend.capabilities, repr(self)))
         try:
-            await self.backend.close()
+            await backend.close()
         finally:
             await asyncio.to_thread(self.sync.close)
 

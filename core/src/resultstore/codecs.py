@@ -14,6 +14,7 @@ around the whole payload with :func:`make_envelope` and unwrap it in a
 
 from __future__ import annotations
 
+import math
 import pickle
 import re
 import zlib
@@ -95,6 +96,36 @@ def _codec(
     return Codec(name, dumps, loads, fast, safe=safe, explainer=explainer)
 
 
+def _non_finite(value: Any) -> float | None:
+    """The first NaN or infinity inside ``value`` (dicts, lists, tuples), else None."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return item
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return None
+
+
+def _json_dumps(value: Any) -> bytes:
+    body = orjson.dumps(value)
+    # orjson writes NaN and infinities as null, silently. They can only hide
+    # where a null was written, so the walk runs only for bodies that hold one.
+    if b"null" in body:
+        bad = _non_finite(value)
+        if bad is not None:
+            raise EncodeError(
+                f"cannot encode the result with codec=json: it holds {bad!r} (NaN or infinity), "
+                f"which JSON cannot hold and would be read back as null; store None or a "
+                f"string instead, or use codec=msgpack, which keeps them"
+            )
+    return body
+
+
 def _msgpack_dumps(value: Any) -> bytes:
     return msgpack.packb(value, use_bin_type=True, datetime=True)  # type: ignore[no-any-return]  # untyped library
 
@@ -108,7 +139,7 @@ def _pickle_dumps(value: Any) -> bytes:
 
 
 CODECS: Mapping[str, Codec] = {
-    "json": _codec("json", orjson.dumps, orjson.loads, configure_json_converter),
+    "json": _codec("json", _json_dumps, orjson.loads, configure_json_converter),
     "msgpack": _codec("msgpack", _msgpack_dumps, _msgpack_loads, configure_msgpack_converter),
     "pickle": _codec("pickle", _pickle_dumps, pickle.loads, configure_pickle_converter, safe=False),
 }

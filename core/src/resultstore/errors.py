@@ -10,6 +10,9 @@ password: URLs are shown through :func:`resultstore.urls.redact`.
     │   ├── InvalidURLError
     │   ├── UnknownSchemeError
     │   └── UnknownOptionError
+    ├── InvalidInputError (also a builtin ValueError)
+    │   ├── InvalidIdError
+    │   └── InvalidStateError
     ├── BackendUnavailableError
     ├── UnsupportedOperationError
     ├── PayloadError
@@ -39,6 +42,9 @@ __all__ = [
     "CorruptPayloadError",
     "DecodeError",
     "EncodeError",
+    "InvalidIdError",
+    "InvalidInputError",
+    "InvalidStateError",
     "InvalidURLError",
     "PayloadError",
     "ResultStoreError",
@@ -81,6 +87,21 @@ class UnknownSchemeError(ConfigurationError):
 
 class UnknownOptionError(ConfigurationError):
     """An option that no part of the stack understands was given."""
+
+
+class InvalidInputError(ResultStoreError, ValueError):
+    """A task id, group id or state name that no backend may be given.
+
+    Raised before any backend sees the call, the same way on every backend.
+    """
+
+
+class InvalidIdError(InvalidInputError):
+    """A task id or group id is not a str of 1 to 512 UTF-8 bytes without control characters."""
+
+
+class InvalidStateError(InvalidInputError):
+    """A state name is not a str of 1 to 512 UTF-8 bytes without control characters."""
 
 
 class BackendUnavailableError(ResultStoreError):

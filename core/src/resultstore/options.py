@@ -14,7 +14,12 @@ from typing import Any, TypeVar
 
 from resultstore.errors import ConfigurationError, UnknownOptionError
 
-__all__ = ["Options", "parse_bool", "parse_duration", "parse_size"]
+__all__ = ["MAX_EXPIRES", "Options", "parse_bool", "parse_duration", "parse_expires", "parse_size"]
+
+#: the longest ``expires`` taken: 100 years. Longer is a mistake (a timestamp
+#: given as a duration, milliseconds as seconds) that stores refuse later, each
+#: in its own way (datetime overflow, integer TTL overflow): ``none`` keeps results.
+MAX_EXPIRES = 100 * 365 * 86400.0
 
 T = TypeVar("T")
 
@@ -53,6 +58,18 @@ def parse_duration(value: object) -> float | None:
     # nan would make every entry expired at once, inf overflows integer TTLs.
     if not math.isfinite(seconds) or seconds <= 0:
         raise ValueError(f"expected a positive, finite number of seconds or 'none', got {value!r}")
+    return seconds
+
+
+def parse_expires(value: object) -> float | None:
+    """:func:`parse_duration`, at most :data:`MAX_EXPIRES` (100 years)."""
+    seconds = parse_duration(value)
+    if seconds is not None and seconds > MAX_EXPIRES:
+        raise ValueError(
+            f"{value!r} seconds is more than 100 years ({MAX_EXPIRES:.0f} s), the longest "
+            f"expiry resultstore takes (was a timestamp or milliseconds given?); use "
+            f"expires=none to keep results until they are forgotten"
+        )
     return seconds
 
 

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any, cast
 from resultstore.codecs import CodecOptions, Serializer
 from resultstore.config import DEFAULT_EXPIRES, BackendConfig
 from resultstore.discovery import find_backend
-from resultstore.errors import ResultStoreError, UnsupportedOperationError
+from resultstore.errors import BackendUnavailableError, UnsupportedOperationError
 from resultstore.hooks import Hooks, build_hooks
 from resultstore.models import ChordOutcome, ChordState, Group, StoreOutcome, TaskResult, utcnow
-from resultstore.options import Options, parse_duration
+from resultstore.options import Options, parse_expires
 from resultstore.protocols import (
     Capability,
     ResultBackend,
@@ -36,6 +36,14 @@ from resultstore.protocols import (
 from resultstore.remote import TaskRevokedError, describe_exception
 from resultstore.states import State
 from resultstore.urls import BackendURL, parse_url
+from resultstore.validation import (
+    check_group,
+    check_group_id,
+    check_result,
+    check_results,
+    check_task_id,
+    check_task_ids,
+)
 
 if TYPE_CHECKING:
     from resultstore.result import AsyncResult, ChordResult, GroupResult
@@ -83,7 +91,7 @@ def connect(
     taken = Options({**parsed.query, **options}, source=f"{parsed.scheme}:// ({parsed})")
     codec_options = CodecOptions.take_from(taken)
     default_expires: float | None = DEFAULT_EXPIRES
-    expires = taken.take("expires", parse_duration, default_expires)
+    expires = taken.take("expires", parse_expires, default_expires)
     serializer = Serializer(codec_options, hooks)
     backend = spec.load()(BackendConfig(parsed, serializer, taken, expires))
     try:
@@ -98,6 +106,18 @@ def connect(
         serializer=serializer,
         allowed_exceptions=allowed_exceptions,
     )
+
+
+class ClosedBackend:
+    """What a store's ``backend`` becomes once the store is closed: it keeps
+    declaring the capabilities, and any other use raises BackendUnavailableError."""
+
+    def __init__(self, capabilities: frozenset[Capability], what: str) -> None:
+        self.capabilities = capabilities
+        self._what = what
+
+    def __getattr__(self, name: str) -> Any:
+        raise BackendUnavailableError(f"{self._what} was closed; connect() again to use it")
 
 
 class ResultStore:
@@ -154,6 +174,7 @@ class ResultStore:
         their caller (:class:`~resultstore.protocols.SupportsReplyTo`) send
         the result there; every other backend ignores it.
         """
+        check_result(result)
         if reply_to and isinstance(self.backend, SupportsReplyTo):
             outcome = self.backend.store_to(result, reply_to, overwrite=overwrite)
         else:
@@ -166,6 +187,7 @@ class ResultStore:
         self, results: Sequence[TaskResult], *, overwrite: bool = False
     ) -> list[StoreOutcome]:
         """Store many results, in few round trips where the backend can."""
+        check_results(results)
         if Capability.BATCH_STORE in self.backend.capabilities:
             batch = cast(SupportsBatchStore, self.backend)
             outcomes = batch.store_many(results, overwrite=overwrite)
@@ -220,43 +242,47 @@ class ResultStore:
 
     def get(self, task_id: str) -> TaskResult | None:
         """The stored result, or None if unknown, forgotten or expired."""
-        return self.backend.get(task_id)
+        return self.backend.get(check_task_id(task_id))
 
     def get_many(self, task_ids: Sequence[str]) -> dict[str, TaskResult | None]:
         """Every id as a key (None where missing), in few round trips where possible."""
+        check_task_ids(task_ids)
         if Capability.BULK_GET in self.backend.capabilities:
             return cast(SupportsBulkGet, self.backend).get_many(task_ids)
         return {task_id: self.backend.get(task_id) for task_id in task_ids}
 
     def forget(self, task_id: str) -> None:
-        self.backend.forget(task_id)
+        self.backend.forget(check_task_id(task_id))
         if self._observed:
             self.hooks.on_forget(self.url.redacted(), task_id)
 
     # -- groups and chords -----------------------------------------------------
 
     def save_group(self, group_id: str, task_ids: Sequence[str]) -> Group:
+        check_group(group_id, task_ids)
         group = Group(group_id, tuple(task_ids), date_done=utcnow())
         cast(SupportsGroups, self._require(Capability.GROUPS, "save_group")).save_group(group)
         return group
 
     def get_group(self, group_id: str) -> Group | None:
         return cast(SupportsGroups, self._require(Capability.GROUPS, "get_group")).get_group(
-            group_id
+            check_group_id(group_id)
         )
 
     def delete_group(self, group_id: str) -> None:
         cast(SupportsGroups, self._require(Capability.GROUPS, "delete_group")).delete_group(
-            group_id
+            check_group_id(group_id)
         )
 
     def set_chord_size(self, group_id: str, size: int) -> None:
         chords = cast(SupportsChords, self._require(Capability.CHORDS, "set_chord_size"))
-        chords.set_chord_size(group_id, size)
+        chords.set_chord_size(check_group_id(group_id), size)
 
     def chord_part_return(self, group_id: str, index: int, result: TaskResult) -> ChordOutcome:
         """Record header part ``index``; ``complete`` is True for exactly one caller."""
         chords = cast(SupportsChords, self._require(Capability.CHORDS, "chord_part_return"))
+        check_group_id(group_id)
+        check_result(result)
         outcome = chords.chord_part_return(group_id, index, result)
         if self._observed:
             self.hooks.on_chord_part_return(self.url.redacted(), group_id, index, result, outcome)
@@ -264,7 +290,7 @@ class ResultStore:
 
     def get_chord(self, group_id: str) -> ChordState | None:
         return cast(SupportsChords, self._require(Capability.CHORDS, "get_chord")).get_chord(
-            group_id
+            check_group_id(group_id)
         )
 
     # -- result handles and waiting ---------------------------------------------
@@ -276,9 +302,8 @@ class ResultStore:
 
         with self._hub_lock:
             if self._closed:
-                raise ResultStoreError(
-                    f"{self!r} is closed; open it again with resultstore.connect() "
-                    f"to wait on results"
+                raise BackendUnavailableError(
+                    f"{self!r} was closed; connect() again to wait on results"
                 )
             # A forked child inherits no thread: it gets a hub of its own.
             if self._hub is None or self._hub.pid != os.getpid():
@@ -318,13 +343,21 @@ class ResultStore:
         return cast(SupportsCleanup, self._require(Capability.CLEANUP, "cleanup")).cleanup()
 
     def close(self) -> None:
-        """Stop the waiting machinery (waiters get an error), then close the backend."""
+        """Stop the waiting machinery (waiters get an error), then close the backend.
+
+        Closing again does nothing; every other call on a closed store raises
+        :class:`~resultstore.errors.BackendUnavailableError`, whatever the backend.
+        """
         with self._hub_lock:
+            if self._closed:
+                return
             hub, self._hub = self._hub, None
             self._closed = True
         if hub is not None and hub.pid == os.getpid():
             hub.close()
-        self.backend.close()
+        backend = self.backend
+        self.backend = cast(ResultBackend, ClosedBackend(backend.capabilities, repr(self)))
+        backend.close()
 
     def __enter__(self) -> ResultStore:
         return self
