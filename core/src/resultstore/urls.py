@@ -111,9 +111,10 @@ def parse_url(url: str) -> BackendURL:
 
 
 def _hosts(netloc: str) -> tuple[tuple[str, int | None], ...]:
-    """``host[:port]`` items of a netloc, IPv6 ``[::1]:port`` included."""
+    """``host[:port]`` items of a netloc, IPv6 ``[::1]:port`` included, separated by
+    ``,`` or by ``;`` (how Celery lists memcached servers)."""
     hosts: list[tuple[str, int | None]] = []
-    for item in filter(None, netloc.split(",")):
+    for item in filter(None, netloc.replace(";", ",").split(",")):
         probe = urllib.parse.urlsplit(f"//{item}")
         port = probe.port  # raises ValueError for a bad port
         if probe.hostname is None:

@@ -35,7 +35,12 @@ from .elasticsearch import (
     elasticsearch_server,
     start_elasticsearch,
 )
-from .memcached import memcached_server, start_memcached
+from .memcached import (
+    memcached_ring_server,
+    memcached_server,
+    start_memcached,
+    start_memcached_ring,
+)
 from .mongodb import (
     mongodb_auth_server,
     mongodb_command,
@@ -78,6 +83,7 @@ __all__ = [
     "elasticsearch_server",
     "free_port",
     "make_tls_files",
+    "memcached_ring_server",
     "memcached_server",
     "mongodb_auth_server",
     "mongodb_command",
@@ -98,6 +104,7 @@ __all__ = [
     "start_cassandra_node",
     "start_elasticsearch",
     "start_memcached",
+    "start_memcached_ring",
     "start_mongodb",
     "start_opensearch",
     "start_osmem",

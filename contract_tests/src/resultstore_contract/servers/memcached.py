@@ -1,4 +1,4 @@
-"""memcached on a free loopback port."""
+"""memcached on free loopback ports: one server, a ring of several, or a unix socket."""
 
 from __future__ import annotations
 
@@ -18,17 +18,60 @@ def _memcached_version(address: tuple[str, int]) -> bool:
         return sock.recv(128).startswith(b"VERSION ")
 
 
-@contextlib.contextmanager
-def start_memcached(
-    workdir: Path, *, memory_mb: int = 64, timeout: float = 10.0
-) -> Iterator[Server]:
-    """One memcached, TCP only."""
+def _unix_version(path: Path) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(2.0)
+        sock.connect(str(path))
+        sock.sendall(b"version\r\n")
+        return sock.recv(128).startswith(b"VERSION ")
+
+
+def _argv(memory_mb: int, item_size: str | None) -> list[str]:
     binary = which("memcached", "memcached", "memcached")
-    port = free_port()
-    argv = [binary, "-l", LOOPBACK, "-p", str(port), "-U", "0", "-m", str(memory_mb)]
+    argv = [binary, "-U", "0", "-m", str(memory_mb)]
+    if item_size is not None:
+        # -I: the largest item the server takes (default 1m).
+        argv += ["-I", item_size]
     if os.geteuid() == 0:
         # memcached refuses to run as root unless told which user to be.
         argv += ["-u", "root"]
+    return argv
+
+
+@contextlib.contextmanager
+def start_memcached(
+    workdir: Path,
+    *,
+    memory_mb: int = 64,
+    item_size: str | None = None,
+    unix_socket: bool = False,
+    timeout: float = 10.0,
+) -> Iterator[Server]:
+    """One memcached, TCP only (or only a unix socket in ``workdir``).
+
+    ``item_size`` is memcached's ``-I`` (``"64k"``, ``"2m"``): the largest item it takes.
+    """
+    argv = _argv(memory_mb, item_size)
+    if unix_socket:
+        workdir.mkdir(parents=True, exist_ok=True)
+        path = workdir / "memcached.sock"
+        argv += ["-s", str(path)]
+        with ServerProcess("memcached", argv, workdir=workdir) as process:
+            process.wait_ready(lambda: _unix_version(path), timeout)
+            yield Server(
+                kind="memcached",
+                host="",
+                port=0,
+                url=f"memcached+unix://{path}",
+                pids=(process.pid,),
+                workdir=workdir,
+                extra={"socket": str(path)},
+            )
+        return
+    port = free_port()
+    argv += ["-l", LOOPBACK, "-p", str(port)]
     with ServerProcess("memcached", argv, workdir=workdir) as process:
         process.wait_ready(lambda: _memcached_version((LOOPBACK, port)), timeout)
         yield Server(
@@ -42,6 +85,31 @@ def start_memcached(
         )
 
 
+@contextlib.contextmanager
+def start_memcached_ring(
+    workdir: Path, *, servers: int = 3, memory_mb: int = 32, timeout: float = 10.0
+) -> Iterator[Server]:
+    """``servers`` independent memcacheds; the URL names them all (``h:p;h:p;...``),
+    the way a client-side ring of memcached is configured."""
+    with contextlib.ExitStack() as stack:
+        members = [
+            stack.enter_context(
+                start_memcached(workdir / f"node{i}", memory_mb=memory_mb, timeout=timeout)
+            )
+            for i in range(servers)
+        ]
+        nodes = tuple((m.host, m.port) for m in members)
+        yield Server(
+            kind="memcached-ring",
+            host=LOOPBACK,
+            port=members[0].port,
+            url="memcached://" + ";".join(f"{h}:{p}" for h, p in nodes) + "/",
+            pids=tuple(pid for m in members for pid in m.pids),
+            workdir=workdir,
+            nodes=nodes,
+        )
+
+
 # -- session fixtures (registered by the contract plugin) --------------------------
 
 
@@ -49,4 +117,11 @@ def start_memcached(
 def memcached_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A memcached on a free loopback port."""
     with start_memcached(tmp_path_factory.mktemp("memcached")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def memcached_ring_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """Three memcacheds on free loopback ports, named together in ``server.url``."""
+    with start_memcached_ring(tmp_path_factory.mktemp("memcached-ring")) as server:
         yield server
