@@ -20,6 +20,7 @@ from resultstore.models import ChordOutcome, ChordState, ExceptionInfo, Group, T
 from resultstore.protocols import Capability
 from resultstore.remote import rebuild_exception
 from resultstore.states import PROPAGATE_STATES, State
+from resultstore.validation import check_group_id, check_task_id
 from resultstore.waiting import Delivery, Inbox, WaitHub, describe_ids, failing_note
 
 if TYPE_CHECKING:
@@ -141,7 +142,7 @@ class AsyncResult:
         allowed: Allowed = (),
         astore: AsyncResultStore | None = None,
     ) -> None:
-        self.task_id = task_id
+        self.task_id = check_task_id(task_id)
         self.store = store
         self._allowed = tuple(allowed)
         self._astore = astore
@@ -405,7 +406,7 @@ class GroupResult:
         allowed: Allowed = (),
         astore: AsyncResultStore | None = None,
     ) -> None:
-        self.group_id = group_id
+        self.group_id = check_group_id(group_id)
         self.store = store
         self._astore = astore
         self.results: tuple[AsyncResult, ...] = tuple(
