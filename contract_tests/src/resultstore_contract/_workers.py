@@ -19,7 +19,7 @@ import attrs
 from resultstore import ResultStore
 from resultstore.models import ChordOutcome, StoreOutcome, TaskResult
 
-__all__ = ["chord_parts", "run_in_processes", "store_results", "store_sequence"]
+__all__ = ["chord_parts", "run_in_processes", "store_batches", "store_results", "store_sequence"]
 
 #: seconds a child may take, start-up included, before the parent gives up on it.
 CHILD_TIMEOUT = 120.0
@@ -137,6 +137,13 @@ def store_sequence(
 ) -> list[list[StoreOutcome]]:
     """Store each round's results in turn (one round per contested task)."""
     return [[store.store(result) for result in sequence] for sequence in rounds]
+
+
+def store_batches(
+    store: ResultStore, batches: Sequence[Sequence[TaskResult]]
+) -> list[list[StoreOutcome]]:
+    """Store each batch with one ``store_many`` call."""
+    return [store.store_many(list(batch)) for batch in batches]
 
 
 def chord_parts(

@@ -20,7 +20,14 @@ from resultstore.models import StoreOutcome, TaskResult
 from resultstore.protocols import AsyncResultBackend, Capability
 from resultstore.states import READY_STATES, State
 
-from resultstore_contract.support import ContractBase, IdFactory, requires
+from resultstore_contract.support import (
+    ContractBase,
+    IdFactory,
+    ManualClock,
+    StoreFactory,
+    requires,
+    wait_until,
+)
 
 __all__ = ["AsyncContract"]
 
@@ -82,6 +89,76 @@ class AsyncContract(ContractBase):
                 assert await astore.get(done) is None
 
         asyncio.run(scenario())
+
+    def test_async_twin_keeps_the_store_options(
+        self,
+        *,
+        resultstore_url: str,
+        store_options: Mapping[str, Any],
+        store_plugins: Sequence[object],
+        connect_store: StoreFactory,
+        clock_option: str | None,
+        new_id: IdFactory,
+    ) -> None:
+        """Expiry, codec, compression and clock: the twin writes and reads as the store does."""
+        clock = ManualClock() if clock_option is not None else None
+        expires = 60.0 if clock is not None else 3.0
+        options: dict[str, Any] = {
+            **store_options,
+            "expires": expires,
+            # bytes need msgpack: a twin that fell back to json cannot encode them.
+            "codec": "msgpack",
+            # A compressible 2 MiB value fits 1 MiB only compressed.
+            "compression": "zlib",
+            "compress_threshold": 1024,
+            "max_result_size": 1024 * 1024,
+        }
+        if clock is not None and clock_option is not None:
+            options[clock_option] = clock
+        sync = connect_store(**options)
+        big = {"blob": b"\x00\x01resultstore" * (2 * 1024 * 1024 // 12), "n": 1}
+        by_async, by_sync = new_id(), new_id()
+        written = TaskResult(by_async, State.SUCCESS, big)
+        read_back: list[TaskResult | None] = []
+
+        async def write_and_read() -> None:
+            astore = await connect_async(resultstore_url, plugins=store_plugins, **options)
+            async with astore:
+                outcome = await astore.store(written)
+                assert outcome.stored, f"the asyncio twin did not store: {outcome}"
+                sync.store(TaskResult(by_sync, State.SUCCESS, big))
+                read_back.append(await astore.get(by_sync))
+
+        asyncio.run(write_and_read())
+        assert sync.get(by_async) == written, "the sync API reads the twin's write differently"
+        assert read_back == [TaskResult(by_sync, State.SUCCESS, big)], (
+            "the asyncio twin reads the sync API's write differently"
+        )
+        # Expiry and clock: what the twin wrote expires on the store's clock, when it should.
+        if clock is not None:
+            clock.advance(expires - 2.0)
+            assert sync.get(by_async) is not None, "the twin's write expired early"
+            clock.advance(3.0)
+            assert sync.get(by_async) is None, (
+                "the twin's write outlived the store's expiry on the store's clock: the "
+                "twin dropped the expires or clock option"
+            )
+        else:
+            wait_until(
+                lambda: sync.get(by_async) is None,
+                f"the twin's write to expire (expires={expires:g} s)",
+                timeout=expires + 8.0,
+            )
+
+        async def after_expiry() -> TaskResult | None:
+            astore = await connect_async(resultstore_url, plugins=store_plugins, **options)
+            async with astore:
+                return await astore.get(by_sync)
+
+        if clock is not None:
+            assert asyncio.run(after_expiry()) is None, (
+                "the asyncio twin reads a result past its expiry on the store's clock"
+            )
 
     def test_async_twin_keeps_a_ready_state_final_under_concurrency(
         self, store: ResultStore, new_id: IdFactory

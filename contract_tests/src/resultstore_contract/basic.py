@@ -295,19 +295,6 @@ class BasicContract(ContractBase):
         )
         assert store.get_many([task_id]) == {task_id: None}
 
-    def test_basic_store_restarts_the_expiry(
-        self, connect_expiring: Callable[[float], Expiring], new_id: IdFactory
-    ) -> None:
-        expiring, expires = _short_lived(connect_expiring)
-        if expiring.clock is None:
-            pytest.skip("needs a clock option: with real time the margins would be timing")
-        store, task_id = expiring.store, new_id()
-        store.store(TaskResult(task_id, State.STARTED))
-        expiring.advance(expires * 0.75)
-        store.store(TaskResult(task_id, State.SUCCESS, 1))
-        expiring.advance(expires * 0.75)
-        assert store.get(task_id) is not None, "a new state must restart the expiry"
-
     @requires(Capability.GROUPS)
     def test_basic_groups_expire(
         self, connect_expiring: Callable[[float], Expiring], new_id: IdFactory

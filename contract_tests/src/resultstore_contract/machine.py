@@ -16,6 +16,7 @@ from typing import Any
 
 import attrs
 import pytest
+from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -409,8 +410,13 @@ def run_machine(
     codec: str,
     *,
     extra_options: dict[str, Any] | None = None,
+    share: float = 1.0,
 ) -> None:
-    """Run :class:`StoreMachine` against a client with ``codec`` (bytes only with msgpack)."""
+    """Run :class:`StoreMachine` against a client with ``codec`` (bytes only with msgpack).
+
+    ``share`` runs that fraction of the profile's examples (at least one), for
+    checks that repeat the machine under other conditions.
+    """
     options: dict[str, Any] = {"codec": codec, **(extra_options or {})}
     clock = None
     if clock_option is not None:
@@ -423,7 +429,8 @@ def run_machine(
         def __init__(self) -> None:
             super().__init__(store, clock, values)
 
-    run_state_machine_as_test(BoundMachine, settings=contract_settings())
+    examples = max(1, round(settings().max_examples * share))
+    run_state_machine_as_test(BoundMachine, settings=contract_settings(max_examples=examples))
 
 
 class MachineContract(ContractBase):

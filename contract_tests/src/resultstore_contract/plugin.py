@@ -25,7 +25,9 @@ __all__ = [
     "PROFILE_ENV",
     "URL_ENV",
     "clock_option",
+    "dead_server",
     "declared_clock_option",
+    "max_payload_size",
     "plant_payload",
     "resultstore_url",
     "store_options",
@@ -190,6 +192,32 @@ def declared_clock_option(url: str, plugins: Sequence[object] = ()) -> str | Non
     spec = find_backend(parse_url(url).scheme, build_hooks(plugins))
     declared = getattr(spec, "clock_option", None)
     return None if declared is None else str(declared)
+
+
+@pytest.fixture
+def max_payload_size(request: pytest.FixtureRequest) -> int | None:
+    """The largest encoded payload the backend keeps (the class's ``max_payload_size``).
+
+    None when the backend keeps whatever the connection's ``max_result_size``
+    allows; the large-payload checks skip the sizes above it.
+    """
+    value = getattr(request.cls, "max_payload_size", None)
+    return None if value is None else int(value)
+
+
+@pytest.fixture
+def dead_server(request: pytest.FixtureRequest) -> Any:
+    """A :class:`~resultstore_contract.support.DeadServer` for the dead-server checks, or None.
+
+    The default is built from the class's ``dead_url``. A backend whose tests
+    start their own server overrides this fixture (see the README): a URL to
+    a live server of the test's own, with ``stop`` stopping it, covers
+    clients that were connected when the server went away.
+    """
+    from resultstore_contract.support import DeadServer
+
+    url = getattr(request.cls, "dead_url", None)
+    return None if url is None else DeadServer(_fill(str(url), request))
 
 
 @pytest.fixture

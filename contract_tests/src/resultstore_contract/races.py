@@ -1,8 +1,10 @@
 """Concurrent writers: threads always, spawned processes when the backend is SHARED.
 
 Writers race state changes on one task (a ready state, once stored, is never
-lost or replaced) and chord parts with duplicates (completion is reported
-exactly once, with the results in header order).
+lost or replaced), the same through ``store_many`` batches that hold every
+contested task (ready-is-final holds per task inside a batch, not only per
+call), and chord parts with duplicates (completion is reported exactly once,
+with the results in header order).
 """
 
 from __future__ import annotations
@@ -17,7 +19,12 @@ from resultstore.models import ChordOutcome, ChordState, ExceptionInfo, StoreOut
 from resultstore.protocols import Capability
 from resultstore.states import READY_STATES, State
 
-from resultstore_contract._workers import chord_parts, run_in_processes, store_sequence
+from resultstore_contract._workers import (
+    chord_parts,
+    run_in_processes,
+    store_batches,
+    store_sequence,
+)
 from resultstore_contract.support import ContractBase, IdFactory, requires
 
 __all__ = ["RaceContract"]
@@ -79,6 +86,30 @@ def _check_state_race(
         late = done[3]
         assert not late.stored, f"STARTED replaced the ready state of {task_id!r}"
         assert late.state == winner.state
+
+
+def _batches(
+    task_ids: Sequence[str], plans: Mapping[str, Sequence[Sequence[TaskResult]]], worker: int
+) -> list[list[TaskResult]]:
+    """One writer's ``store_many`` batches: every contested task's plan, step by step.
+
+    Two batches, each holding two steps for every task, so that one call
+    writes a task's unready and ready states and another the late one.
+    """
+    steps = [[plans[t][worker][step] for t in task_ids] for step in range(4)]
+    return [
+        steps[0] + steps[1] + steps[2][: len(task_ids) // 2],
+        [*steps[2][len(task_ids) // 2 :], *steps[3]],
+    ]
+
+
+def _unbatch(
+    task_ids: Sequence[str], done: Sequence[Sequence[StoreOutcome]]
+) -> list[list[StoreOutcome]]:
+    """Outcomes of :func:`_batches`, regrouped by task (a plan's four steps each)."""
+    flat = [outcome for batch in done for outcome in batch]
+    count = len(task_ids)
+    return [[flat[step * count + n] for step in range(4)] for n in range(count)]
 
 
 def _check_chord_race(
@@ -187,6 +218,50 @@ class RaceContract(ContractBase):
         by_worker = run_in_processes(
             store_sequence, resultstore_url, store_options, store_plugins, jobs, together=True
         )
+        finals = store.get_many(task_ids)
+        for n, task_id in enumerate(task_ids):
+            outcomes = [by_worker[w][n] for w in range(PROCESSES)]
+            _check_state_race(task_id, plans[task_id], outcomes, finals[task_id])
+
+    def test_race_threads_store_many_never_loses_a_ready_state(
+        self, store: ResultStore, new_id: IdFactory
+    ) -> None:
+        for _ in range(3):
+            task_ids = [new_id() for _ in range(ROUNDS)]
+            plans = {t: [_plan(t, w) for w in range(THREADS)] for t in task_ids}
+            batches = [_batches(task_ids, plans, w) for w in range(THREADS)]
+
+            def write(
+                worker: int, barrier: threading.Barrier, batches: list[Any] = batches
+            ) -> list[list[StoreOutcome]]:
+                done = []
+                for batch in batches[worker]:
+                    barrier.wait()
+                    done.append(store.store_many(batch))
+                return done
+
+            by_worker = [_unbatch(task_ids, done) for done in _in_threads(THREADS, write)]
+            finals = store.get_many(task_ids)
+            for n, task_id in enumerate(task_ids):
+                outcomes = [by_worker[w][n] for w in range(THREADS)]
+                _check_state_race(task_id, plans[task_id], outcomes, finals[task_id])
+
+    @requires(Capability.SHARED)
+    def test_race_processes_store_many_never_loses_a_ready_state(
+        self,
+        store: ResultStore,
+        resultstore_url: str,
+        store_options: Mapping[str, Any],
+        store_plugins: Sequence[object],
+        new_id: IdFactory,
+    ) -> None:
+        task_ids = [new_id() for _ in range(ROUNDS)]
+        plans = {t: [_plan(t, w) for w in range(PROCESSES)] for t in task_ids}
+        jobs = [(_batches(task_ids, plans, w),) for w in range(PROCESSES)]
+        done = run_in_processes(
+            store_batches, resultstore_url, store_options, store_plugins, jobs, together=True
+        )
+        by_worker = [_unbatch(task_ids, batches) for batches in done]
         finals = store.get_many(task_ids)
         for n, task_id in enumerate(task_ids):
             outcomes = [by_worker[w][n] for w in range(PROCESSES)]

@@ -23,10 +23,12 @@ from resultstore.protocols import Capability
 
 __all__ = [
     "ContractBase",
+    "DeadServer",
     "Expiring",
     "IdFactory",
     "ManualClock",
     "StoreFactory",
+    "bounded",
     "contract_settings",
     "requires",
     "wait_until",
@@ -92,6 +94,50 @@ class ManualClock:
         return f"ManualClock({self():.3f})"
 
 
+@attrs.frozen
+class DeadServer:
+    """A store of the backend under test whose server is (or is about to be) stopped.
+
+    The dead-server checks connect to ``url`` with ``options``. With ``stop``,
+    ``url`` reaches a live server of this test's own until ``stop()`` stops it
+    (the checks write first, then stop it: clients that were connected meet
+    the dead server too); without, ``url`` points at a stopped server or a
+    closed port. Every call that takes no timeout of its own must fail within
+    ``within`` seconds (the bound the backend's ``options`` set, such as a
+    ``retry_total``); a call with a timeout, within that timeout.
+    """
+
+    url: str
+    stop: Callable[[], None] | None = None
+    options: Mapping[str, Any] = attrs.field(factory=dict)
+    within: float = 5.0
+
+
+def bounded(call: Callable[[], Any], within: float, what: str) -> tuple[Any, float]:
+    """Run ``call`` in a thread; return what it returned or raised, and how long it took.
+
+    A call still running after ``within`` seconds (and a second's grace) fails the
+    test naming ``what``: the thread is left behind (daemon), the test does not hang.
+    """
+    box: list[Any] = []
+
+    def run() -> None:
+        start = time.monotonic()
+        try:
+            value: Any = call()
+        except BaseException as exc:
+            value = exc
+        box.append((value, time.monotonic() - start))
+
+    thread = threading.Thread(target=run, daemon=True, name=f"contract-bounded-{what}")
+    thread.start()
+    thread.join(within + 1.0)
+    if not box:
+        raise AssertionError(f"{what} was still running after {within + 1.0:g} s")
+    value, took = box[0]
+    return value, float(took)
+
+
 class ContractBase:
     """The knobs of a backend's contract test, as class attributes.
 
@@ -106,14 +152,23 @@ class ContractBase:
       processes get them too: modules are re-imported there by name, other
       objects must pickle (a class defined at module level does).
     - ``clock_option``: the name of the option through which the backend
-      takes a clock (a callable returning seconds); None when it has none,
-      and then expiry is tested with short real TTLs.
+      takes a clock (a callable returning seconds); None to use the one the
+      backend declares in its ``BackendSpec``; with neither, expiry is tested
+      with short real TTLs.
+    - ``max_payload_size``: the largest encoded payload (bytes) the backend
+      keeps, if it keeps less than the ``max_result_size`` it is connected
+      with; the large-payload checks stop there. None: no limit of its own.
+    - ``dead_url``: the URL of the backend at a stopped server or a closed
+      port, for the dead-server checks (or override the ``dead_server``
+      fixture, returning a :class:`DeadServer`); None skips them.
     """
 
     url: ClassVar[str | None] = None
     store_options: ClassVar[Mapping[str, Any]] = {}
     plugins: ClassVar[Sequence[object]] = ()
     clock_option: ClassVar[str | None] = None
+    max_payload_size: ClassVar[int | None] = None
+    dead_url: ClassVar[str | None] = None
 
     @pytest.fixture
     def connect_store(
