@@ -14,21 +14,37 @@ import time
 from pathlib import Path
 from typing import Any
 
+from billiard.exceptions import RestartFreqExceeded  # type: ignore[import-untyped]  # untyped
 from celery import Celery  # type: ignore[import-untyped]  # celery ships no type information
+from celery.exceptions import (  # type: ignore[import-untyped]  # untyped
+    ImproperlyConfigured,
+    QueueNotFound,
+)
 
 
 class AllowedError(Exception):
-    """Allow-listed in the app's configuration: comes back as itself."""
+    """Allow-listed in the strict app's configuration: comes back as itself in both modes."""
 
 
 class StrangeError(Exception):
-    """Not allow-listed: comes back as a RemoteError subclass of the same name."""
+    """Not allow-listed: itself by default (its module is imported), a RemoteError when strict."""
 
 
-_ERRORS: dict[str, type[Exception]] = {
+def _private(message: str) -> Exception:
+    # A class from a module the tests never import: only the worker has it.
+    import bridge_private  # imported in the worker only, on purpose
+
+    return bridge_private.PrivateError(message, 3)
+
+
+_ERRORS: dict[str, Any] = {
     "value": ValueError,
     "allowed": AllowedError,
     "strange": StrangeError,
+    "private": _private,
+    "improperly": ImproperlyConfigured,
+    "queue": QueueNotFound,
+    "restarts": RestartFreqExceeded,
 }
 
 
@@ -39,8 +55,12 @@ def log_line(name: str, line: str) -> None:
         handle.write(line + "\n")
 
 
-def make_app(broker: str, backend: str, *, acks_late: bool = False) -> Any:
-    """A Celery app with the test tasks, its results stored through ``backend``."""
+def make_app(broker: str, backend: str, *, acks_late: bool = False, strict: bool = False) -> Any:
+    """A Celery app with the test tasks, its results stored through ``backend``.
+
+    ``strict`` sets ``resultstore_allowed_exceptions`` (to AllowedError):
+    only listed, built-in and Celery's exception classes are rebuilt.
+    """
     app = Celery("bridge_app")
     app.conf.update(
         broker_url=broker,
@@ -58,8 +78,9 @@ def make_app(broker: str, backend: str, *, acks_late: bool = False) -> Any:
         },
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
-        resultstore_allowed_exceptions=["bridge_app.AllowedError"],
     )
+    if strict:
+        app.conf.resultstore_allowed_exceptions = ["bridge_app.AllowedError"]
 
     @app.task(shared=False, name="bridge.add")
     def add(x: int, y: int) -> int:
@@ -84,7 +105,8 @@ def make_app(broker: str, backend: str, *, acks_late: bool = False) -> Any:
         return x + y
 
     @app.task(shared=False, name="bridge.fail")
-    def fail(message: str, kind: str = "value") -> None:
+    def fail(message: str, kind: str = "value", delay: float = 0.0) -> None:
+        time.sleep(delay)
         raise _ERRORS[kind](message)
 
     @app.task(shared=False, name="bridge.record_error")

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import sys
 import types
+from collections.abc import Iterator
 
 import pytest
-from celery.exceptions import ChordError, Retry  # type: ignore[import-untyped]  # untyped
+from celery.exceptions import (  # type: ignore[import-untyped]  # untyped
+    ChordError,
+    Reject,
+    Retry,
+    WorkerShutdown,
+)
 from resultstore import ExceptionInfo, RemoteError, State, TaskResult
 from resultstore_celery.meta import (
     MISSING_FAILURE,
     children_ids,
     exception_info,
+    imported_exception_class,
     pending_meta,
+    rebuild,
     to_meta,
     to_task_result,
 )
@@ -152,12 +161,86 @@ def test_meta_of_an_unlisted_exception_is_a_remote_error() -> None:
     class Mine(Exception):
         pass
 
+    # A class made inside a function cannot be found by its name.
     meta = to_meta(to_task_result("t", Mine("no"), "FAILURE"))
     assert isinstance(meta["result"], RemoteError)
     assert type(meta["result"]).__name__ == "Mine"
+    assert str(meta["result"]) == "Mine('no')"
     assert to_meta(to_task_result("t", Mine("no"), "FAILURE"), allowed=[Mine])["result"].args == (
         "no",
     )
+
+
+class Outer:
+    class NestedError(Exception):
+        pass
+
+
+class TopError(Exception):
+    pass
+
+
+@pytest.fixture
+def lazy_module() -> Iterator[types.ModuleType]:
+    """A module in sys.modules whose __getattr__ would record being called."""
+    module = types.ModuleType("rs_lazy_module")
+    calls: list[str] = []
+    module.__getattr__ = calls.append  # type: ignore[method-assign]  # PEP 562 hook
+    module.not_a_class = print
+    module.calls = calls  # type: ignore[attr-defined]  # test bookkeeping
+    sys.modules[module.__name__] = module
+    try:
+        yield module
+    finally:
+        del sys.modules[module.__name__]
+
+
+def test_imported_classes_are_found_without_importing(lazy_module: types.ModuleType) -> None:
+    assert imported_exception_class(__name__, "TopError") is TopError
+    assert imported_exception_class(__name__, "Outer.NestedError") is Outer.NestedError
+    assert imported_exception_class("never_imported_mod", "Boom") is None
+    assert "never_imported_mod" not in sys.modules
+    # Not an exception class (Celery's CVE case), a process-stopping one, a
+    # name through __getattr__: all refused, nothing called.
+    assert imported_exception_class("os", "system") is None
+    assert imported_exception_class(lazy_module.__name__, "not_a_class") is None
+    assert imported_exception_class(lazy_module.__name__, "Missing") is None
+    assert lazy_module.calls == []  # type: ignore[attr-defined]  # test bookkeeping
+    assert imported_exception_class("celery.exceptions", "WorkerShutdown") is None
+    assert imported_exception_class("builtins", "KeyboardInterrupt") is None
+    assert imported_exception_class(__name__, "TopError.__class__") is None
+
+
+def test_rebuild_default_and_strict_modes() -> None:
+    info = exception_info(TopError("a", 1))
+    default = rebuild(info)
+    assert type(default) is TopError
+    assert default.args == ("a", 1)
+    strict = rebuild(info, imported=False)
+    assert isinstance(strict, RemoteError)
+    assert str(strict) == "TopError('a', 1)"
+    assert type(rebuild(info, [TopError], imported=False)) is TopError
+    # Celery's own exceptions come back as themselves in both modes; a
+    # process-stopping one never does.
+    assert type(rebuild(exception_info(Reject("no")), imported=False)) is Reject
+    shutdown = rebuild(exception_info(WorkerShutdown(1)))
+    assert isinstance(shutdown, RemoteError)
+    assert str(shutdown) == "WorkerShutdown(1)"
+
+
+def test_rebuild_names_remote_causes() -> None:
+    try:
+        try:
+            raise Outer.NestedError("inner")
+        except Outer.NestedError as inner:
+            raise ValueError("outer") from inner
+    except ValueError as exc:
+        info = exception_info(exc)
+    rebuilt = rebuild(info, imported=False)
+    assert type(rebuilt) is ValueError
+    assert isinstance(rebuilt.__cause__, RemoteError)
+    assert str(rebuilt.__cause__) == "NestedError('inner')"
+    assert type(rebuild(info).__cause__) is Outer.NestedError
 
 
 def test_meta_shape_without_optional_fields() -> None:

@@ -7,16 +7,21 @@ it once per store (SQLite, resultstore-redis, MongoDB when installed).
 from __future__ import annotations
 
 import datetime as dt
+import sys
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import bridge_app
 import pytest
+from billiard.exceptions import RestartFreqExceeded  # type: ignore[import-untyped]  # untyped
 from celery import chain, chord, group  # type: ignore[import-untyped]  # untyped
 from celery.exceptions import (  # type: ignore[import-untyped]  # untyped
     ChordError,
+    ImproperlyConfigured,
+    QueueNotFound,
     TaskRevokedError,
 )
 from celery.exceptions import TimeoutError as CeleryTimeoutError
@@ -68,20 +73,67 @@ def test_failure_propagates_or_is_returned(bridge: Bridge) -> None:
     assert "ValueError: boom" in result.traceback
 
 
-def test_exceptions_are_rebuilt_without_importing(bridge: Bridge) -> None:
-    allowed = bridge.task("fail").delay("listed", kind="allowed")
+def _strict(bridge: Bridge) -> Any:
+    """A second client of the same worker and store, in strict mode (an allow-list)."""
+    return bridge_app.make_app(bridge.app.conf.broker_url, bridge.backend_url, strict=True)
+
+
+def test_exceptions_come_back_as_their_class_when_imported(bridge: Bridge) -> None:
     strange = bridge.task("fail").delay("unlisted", kind="strange")
-    # The app allow-lists bridge_app.AllowedError: it comes back as itself.
-    with pytest.raises(bridge_app.AllowedError, match="listed"):
-        allowed.get(timeout=TIMEOUT)
-    # Anything else comes back as a RemoteError named like the original,
-    # even though the class exists in this process: nothing is looked up.
-    exc = strange.get(timeout=TIMEOUT, propagate=False)
+    private = bridge.task("fail").delay("secret", kind="private")
+    # Celery's rule, the default: the caller imported bridge_app, so the
+    # class comes back as itself (pytest.raises, except, isinstance work) ...
+    with pytest.raises(bridge_app.StrangeError, match="unlisted") as raised:
+        strange.get(timeout=TIMEOUT)
+    assert type(raised.value) is bridge_app.StrangeError
+    assert raised.value.args == ("unlisted",)
+    # ... while a class whose module the caller never imported is not looked
+    # for (nothing is imported) and comes back as a RemoteError named like it,
+    # whose str() shows the class as Celery's wrapper does.
+    exc = private.get(timeout=TIMEOUT, propagate=False)
+    assert "bridge_private" not in sys.modules
     assert isinstance(exc, RemoteError)
-    assert not isinstance(exc, bridge_app.StrangeError)
-    assert type(exc).__name__ == "StrangeError"
-    assert exc.remote_module == "bridge_app"
-    assert str(exc) == "unlisted"
+    assert type(exc).__name__ == "PrivateError"
+    assert exc.remote_module == "bridge_private"
+    assert exc.args == ("secret", 3)
+    assert str(exc) == "PrivateError('secret', 3)"
+
+
+def test_strict_mode_rebuilds_only_the_allow_list(bridge: Bridge) -> None:
+    strict = _strict(bridge)
+    try:
+        fail = strict.tasks["bridge.fail"]
+        allowed = fail.delay("listed", kind="allowed")
+        strange = fail.delay("unlisted", kind="strange")
+        with pytest.raises(bridge_app.AllowedError, match="listed"):
+            allowed.get(timeout=TIMEOUT)
+        exc = strange.get(timeout=TIMEOUT, propagate=False)
+        assert isinstance(exc, RemoteError)
+        assert not isinstance(exc, bridge_app.StrangeError)
+        assert type(exc).__name__ == "StrangeError"
+        assert str(exc) == "StrangeError('unlisted')"
+    finally:
+        strict.backend.close()
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["default", "strict"])
+def test_celery_and_billiard_exceptions_come_back_as_themselves(
+    bridge: Bridge, strict: bool
+) -> None:
+    app = _strict(bridge) if strict else bridge.app
+    try:
+        fail = app.tasks["bridge.fail"]
+        for kind, cls in [
+            ("improperly", ImproperlyConfigured),
+            ("queue", QueueNotFound),
+            ("restarts", RestartFreqExceeded),
+        ]:
+            with pytest.raises(cls, match=kind) as raised:
+                fail.delay(kind, kind=kind).get(timeout=TIMEOUT)
+            assert type(raised.value) is cls
+    finally:
+        if strict:
+            app.backend.close()
 
 
 def test_retries_then_success_and_exhausted_retries(bridge: Bridge) -> None:

@@ -33,9 +33,8 @@ from celery.exceptions import (
 from celery.utils.functional import _regen  # type: ignore[import-untyped]  # celery ships no type information
 from celery.utils.log import get_logger  # type: ignore[import-untyped]  # celery ships no type information
 from resultstore.errors import BackendUnavailableError, ChordError, ConfigurationError
-from resultstore.models import ChordOutcome, TaskResult
+from resultstore.models import ChordOutcome, ExceptionInfo, TaskResult
 from resultstore.protocols import Capability
-from resultstore.remote import rebuild_exception
 from resultstore.store import ResultStore, connect
 from resultstore.urls import redact
 from resultstore.waiting import Inbox, describe_ids, failing_note
@@ -45,6 +44,7 @@ from resultstore_celery.meta import (
     MISSING_FAILURE,
     exception_info,
     pending_meta,
+    rebuild,
     to_meta,
     to_task_result,
 )
@@ -114,6 +114,9 @@ class ResultStoreBackend(BaseBackend):  # type: ignore[misc]  # Celery's base cl
             *CELERY_EXCEPTIONS,
             *self.settings.allowed_exceptions,
         )
+        # Celery's rule by default: a class whose module the reader imported
+        # already comes back as itself; the allow-list alone in strict mode.
+        self.imported_exceptions = not self.settings.strict_exceptions
         self._extended = bool(app.conf.find_value_for_key("extended", "result"))
         self._lock = threading.Lock()
         self._store: ResultStore | None = None
@@ -196,7 +199,10 @@ class ResultStoreBackend(BaseBackend):  # type: ignore[misc]  # Celery's base cl
             return None
         if isinstance(exc, BaseException):
             return exc
-        return rebuild_exception(exception_info(exc), self.allowed_exceptions)
+        return self._rebuild(exception_info(exc))
+
+    def _rebuild(self, info: ExceptionInfo) -> BaseException:
+        return rebuild(info, self.allowed_exceptions, imported=self.imported_exceptions)
 
     # -- storing ---------------------------------------------------------------
 
@@ -233,7 +239,7 @@ class ResultStoreBackend(BaseBackend):  # type: ignore[misc]  # Celery's base cl
     # -- reading ---------------------------------------------------------------
 
     def _meta(self, result: TaskResult) -> dict[str, Any]:
-        return to_meta(result, self.allowed_exceptions)
+        return to_meta(result, self.allowed_exceptions, imported=self.imported_exceptions)
 
     def _get_task_meta_for(self, task_id: str) -> dict[str, Any]:
         found = self.store.get(task_id)
@@ -514,7 +520,7 @@ class ResultStoreBackend(BaseBackend):  # type: ignore[misc]  # Celery's base cl
         failed = outcome.failed_parts
         if failed:
             culprit = failed[0]
-            cause = rebuild_exception(culprit.exception or MISSING_FAILURE, self.allowed_exceptions)
+            cause = self._rebuild(culprit.exception or MISSING_FAILURE)
             error = CeleryChordError(f"Dependency {culprit.task_id} raised {cause!r}")
             logger.error("Chord %r failed: %s", group_id, error)
             self._fail_chord(callback, error, cause)

@@ -8,11 +8,13 @@ and rebuilt without importing anything (see :mod:`resultstore.remote`).
 
 from __future__ import annotations
 
+import re
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from resultstore.models import ExceptionInfo, TaskResult, utcnow
-from resultstore.remote import describe_exception, rebuild_exception
+from resultstore.remote import MAX_CAUSE_DEPTH, RemoteError, describe_exception, rebuild_exception
 from resultstore.states import EXCEPTION_STATES, READY_STATES, State, state_from_str
 
 __all__ = [
@@ -20,8 +22,10 @@ __all__ = [
     "MISSING_FAILURE",
     "children_ids",
     "exception_info",
+    "imported_exception_class",
     "is_celery_exception_dict",
     "pending_meta",
+    "rebuild",
     "to_meta",
     "to_task_result",
 ]
@@ -35,31 +39,114 @@ MISSING_FAILURE = ExceptionInfo(
 )
 
 
+#: exceptions that stop the process that raises them: never rebuilt as themselves,
+#: since re-raising one in a caller's ``get()`` would stop the caller.
+_STOPPING: tuple[type[BaseException], ...] = (SystemExit, KeyboardInterrupt, GeneratorExit)
+
+
+def _rebuildable(value: object) -> bool:
+    return (
+        isinstance(value, type)
+        and issubclass(value, BaseException)
+        and not issubclass(value, _STOPPING)
+    )
+
+
 def _celery_exceptions() -> tuple[type[BaseException], ...]:
-    # Celery's own task-outcome exceptions: users catch them by class
-    # (a revoked task raises TaskRevokedError, a failed chord ChordError).
+    # Celery's and billiard's own exceptions: users catch them by class (a
+    # revoked task raises TaskRevokedError, a failed chord ChordError, a
+    # task may raise Reject or ImproperlyConfigured), so every one defined
+    # in their exceptions modules comes back as itself, in either mode.
     from billiard import exceptions as billiard_exc  # type: ignore[import-untyped]  # billiard ships no type information
     from celery import exceptions as celery_exc  # type: ignore[import-untyped]  # celery ships no type information
 
-    classes: list[type[BaseException]] = [
-        celery_exc.TaskRevokedError,
-        celery_exc.ChordError,
-        celery_exc.Retry,
-        celery_exc.MaxRetriesExceededError,
-        celery_exc.TaskError,
-        celery_exc.TimeoutError,
-        celery_exc.NotRegistered,
-        celery_exc.InvalidTaskError,
-        billiard_exc.TimeLimitExceeded,
-        billiard_exc.SoftTimeLimitExceeded,
-        billiard_exc.WorkerLostError,
-        billiard_exc.Terminated,
-    ]
-    return tuple(classes)
+    classes: dict[str, type[BaseException]] = {}
+    for module in (celery_exc, billiard_exc):
+        for value in vars(module).values():
+            if _rebuildable(value) and value.__module__ == module.__name__:
+                classes[f"{value.__module__}.{value.__qualname__}"] = value
+    return tuple(classes[name] for name in sorted(classes))
 
 
 #: exception classes rebuilt as themselves on top of the built-in ones.
 CELERY_EXCEPTIONS: tuple[type[BaseException], ...] = _celery_exceptions()
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def imported_exception_class(module: str, type_name: str) -> type[BaseException] | None:
+    """The class ``module.type_name`` if the caller has imported its module already.
+
+    Celery's own rule: look in ``sys.modules``, never import, and accept
+    only an exception class. The lookup reads the module's and classes'
+    ``__dict__`` (no module ``__getattr__``, no descriptors run), and
+    exceptions that stop a process (``SystemExit``, ``KeyboardInterrupt``)
+    are refused as well.
+    """
+    if not module or module == "builtins":
+        return None  # the core rebuilds built-in exceptions by its own rule
+    found: object = sys.modules.get(module)
+    if found is None:
+        return None
+    for part in type_name.split("."):
+        if not _IDENTIFIER.match(part):
+            return None
+        namespace = getattr(found, "__dict__", None)
+        if not isinstance(namespace, Mapping) or part not in namespace:
+            return None
+        found = namespace[part]
+    return found if _rebuildable(found) else None  # type: ignore[return-value]  # checked by _rebuildable
+
+
+def _imported_classes(info: ExceptionInfo, into: dict[str, type[BaseException]]) -> None:
+    depth = 0
+    link: ExceptionInfo | None = info
+    while link is not None and depth <= MAX_CAUSE_DEPTH:
+        name = link.qualified_name
+        if name not in into:
+            cls = imported_exception_class(str(link.module), str(link.type_name))
+            if cls is not None:
+                into[name] = cls
+        link, depth = link.cause, depth + 1
+
+
+def _shown(exc: RemoteError) -> str:
+    # What Celery shows for an exception class it cannot rebuild: the
+    # original's repr, e.g. "QuotaError('over by 3')".
+    name = exc.remote_type.rsplit(".", 1)[-1] or "RemoteError"
+    if exc.args:
+        return f"{name}({', '.join(repr(a) for a in exc.args)})"
+    return f"{name}({exc.message!r})" if exc.message else f"{name}()"
+
+
+def rebuild(
+    info: ExceptionInfo,
+    allowed: Iterable[type[BaseException]] = (),
+    *,
+    imported: bool = True,
+) -> BaseException:
+    """A stored exception rebuilt the bridge's way; never imports anything.
+
+    Built-in exceptions, Celery's and billiard's, and the ``allowed``
+    classes come back as themselves; with ``imported`` (the default, as in
+    Celery) so does any exception class whose module the caller has
+    already imported. Anything else is a :class:`~resultstore.RemoteError`
+    subclass named like the original, whose ``str()`` shows the class name
+    and arguments as Celery's wrapper of an unknown exception does.
+    """
+    classes: dict[str, type[BaseException]] = {
+        f"{cls.__module__}.{cls.__qualname__}": cls for cls in (*CELERY_EXCEPTIONS, *allowed)
+    }
+    if imported:
+        _imported_classes(info, classes)
+    exc = rebuild_exception(info, classes)
+    link: BaseException | None = exc
+    depth = 0
+    while link is not None and depth <= MAX_CAUSE_DEPTH:
+        if isinstance(link, RemoteError):
+            link.message = _shown(link)
+        link, depth = link.__cause__, depth + 1
+    return exc
 
 
 def is_celery_exception_dict(value: object) -> bool:
@@ -200,8 +287,13 @@ def pending_meta(task_id: str) -> dict[str, Any]:
     }
 
 
-def to_meta(result: TaskResult, allowed: Iterable[type[BaseException]] = ()) -> dict[str, Any]:
-    """Celery's meta dict for a stored result, the exception rebuilt safely.
+def to_meta(
+    result: TaskResult,
+    allowed: Iterable[type[BaseException]] = (),
+    *,
+    imported: bool = True,
+) -> dict[str, Any]:
+    """Celery's meta dict for a stored result, the exception rebuilt safely (see :func:`rebuild`).
 
     The shape is the one Celery's Redis backend returns: ``task_id``,
     ``status``, ``result``, ``traceback``, ``children`` (as result tuples),
@@ -210,9 +302,7 @@ def to_meta(result: TaskResult, allowed: Iterable[type[BaseException]] = ()) -> 
     """
     value: Any = result.result
     if result.exception is not None or result.state in (State.FAILURE, State.REVOKED):
-        value = rebuild_exception(
-            result.exception or MISSING_FAILURE, (*CELERY_EXCEPTIONS, *allowed)
-        )
+        value = rebuild(result.exception or MISSING_FAILURE, allowed, imported=imported)
     meta: dict[str, Any] = {
         "task_id": result.task_id,
         "status": str(result.state),

@@ -26,7 +26,9 @@ __all__ = [
 
 #: Celery setting: extra options for ``resultstore.connect()`` (a dict).
 OPTIONS_SETTING = "resultstore_options"
-#: Celery setting: exception classes (or "module.Class" names) rebuilt as themselves.
+#: Celery setting: exception classes (or "module.Class" names) rebuilt as themselves;
+#: setting it (even to an empty list) turns on the strict mode, where no other
+#: class is looked up among the caller's imported modules.
 ALLOWED_EXCEPTIONS_SETTING = "resultstore_allowed_exceptions"
 PICKLE_CONTENT_TYPE = "application/x-python-serialize"
 
@@ -42,6 +44,8 @@ class Settings:
     url: str
     options: Mapping[str, Any]
     allowed_exceptions: tuple[type[BaseException], ...] = ()
+    #: only built-in, Celery's and the allowed exception classes are rebuilt as themselves.
+    strict_exceptions: bool = False
 
 
 def store_url(url: str | None) -> str:
@@ -157,8 +161,10 @@ def settings_from(
             f"e.g. {{'key_prefix': 'myapp:'}}; got {type(extra).__name__}"
         )
     options = {**mapped, **extra}
+    listed = conf.get(ALLOWED_EXCEPTIONS_SETTING)
     return Settings(
         url=target,
         options={k: v for k, v in options.items() if k not in in_url},
-        allowed_exceptions=_allowed(conf.get(ALLOWED_EXCEPTIONS_SETTING)),
+        allowed_exceptions=_allowed(listed),
+        strict_exceptions=listed is not None,
     )
