@@ -90,6 +90,11 @@ def make_app(broker: str, backend: str, *, acks_late: bool = False, strict: bool
     def tsum(values: list[int]) -> int:
         return sum(values)
 
+    @app.task(shared=False, name="bridge.echo")
+    def echo(values: Any) -> Any:
+        """A chord body that returns what it got, to show the values' nesting."""
+        return values
+
     @app.task(shared=False, name="bridge.tsum_logged")
     def tsum_logged(values: list[int], log: str) -> int:
         """A chord body that records each run, so tests can count them."""

@@ -10,7 +10,7 @@ import datetime as dt
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -275,7 +275,7 @@ def test_chord_with_a_failing_part(bridge: Bridge) -> None:
 
 
 def test_nested_chords_and_chains(bridge: Bridge) -> None:
-    add, tsum = bridge.task("add"), bridge.task("tsum")
+    add, tsum, echo = bridge.task("add"), bridge.task("tsum"), bridge.task("echo")
     workflows = {
         # chain -> chord -> task: the chord's header gets the chain's value.
         "chain through a chord": (
@@ -287,13 +287,30 @@ def test_nested_chords_and_chains(bridge: Bridge) -> None:
             chord([chord([add.s(1, 1), add.s(2, 2)], tsum.s()), add.s(10, 10)], tsum.s()),
             (2 + 4) + 20,
         ),
-        # A nested chord whose body is a group gives the outer chord two values.
+        # A nested chord whose body is a group gives the outer chord a list
+        # (a group's values stay nested, as with Celery's Redis backend).
         "group body in a header": (
             chord(
                 [chord([add.s(1, 1), add.s(2, 2)], group(tsum.s(), tsum.s())), add.s(10, 10)],
-                tsum.s(),
+                echo.s(),
             ),
-            6 + 6 + 20,
+            [[6, 6], 20],
+        ),
+        # So does a chain that ends in a group.
+        "chain ending in a group in a header": (
+            chord([chain(add.s(1, 1), group(add.s(40), add.s(40)))], echo.s()),
+            [[42, 42]],
+        ),
+        "mixed nesting in a header": (
+            chord(
+                [
+                    add.s(1, 1),
+                    chain(add.s(1, 1), group(add.s(40), add.s(41))),
+                    add.s(2, 2),
+                ],
+                echo.s(),
+            ),
+            [2, [42, 43], 4],
         ),
         "chain in a header": (chord([chain(add.s(1, 1), add.s(1)), add.s(5, 5)], tsum.s()), 13),
         "chain as the body": (
@@ -310,6 +327,49 @@ def test_nested_chords_and_chains(bridge: Bridge) -> None:
     started = {name: canvas.apply_async() for name, (canvas, _) in workflows.items()}
     for name, result in started.items():
         assert result.get(timeout=TIMEOUT) == workflows[name][1], name
+
+
+def test_chord_get_raises_the_failing_part_exception(bridge: Bridge) -> None:
+    add, fail, tsum = bridge.task("add"), bridge.task("fail"), bridge.task("tsum")
+    # The part fails just after the caller started waiting, so the body's
+    # ChordError arrives while get() waits: Celery checks the parents then.
+    result = chord([add.s(1, 1), fail.s("part failed", delay=0.1)], tsum.s()).apply_async()
+    with pytest.raises(ValueError, match="part failed"):
+        result.get(timeout=TIMEOUT)
+    with pytest.raises(ValueError, match="part failed"):
+        result.get(timeout=TIMEOUT)  # and again, from the cache
+    with pytest.raises(ChordError, match="part failed"):
+        result.get(timeout=TIMEOUT, follow_parents=False)
+
+
+def _slow_header(add: Any, pause: float) -> Iterator[Any]:
+    yield add.s(1, 1)
+    yield add.s(2, 2)
+    # Celery sets the size just before sending the last part, so the first
+    # parts wait this long for it.
+    time.sleep(pause)
+    yield add.s(3, 3)
+
+
+def test_chord_parts_wait_for_a_late_size(bridge: Bridge) -> None:
+    add, tsum_logged = bridge.task("add"), bridge.task("tsum_logged")
+    log = bridge.log()
+    result = chord(_slow_header(add, 3.5), tsum_logged.s(log=log)).apply_async()
+    assert result.get(timeout=TIMEOUT) == 12
+    assert bridge.lines(log) == ["3 12"]
+
+
+def test_protocol_1_generator_header(bridge: Bridge) -> None:
+    app = bridge_app.make_app(bridge.app.conf.broker_url, bridge.backend_url)
+    app.conf.task_protocol = 1
+    try:
+        add, tsum = app.tasks["bridge.add"], app.tasks["bridge.tsum"]
+        started = time.monotonic()
+        result = chord((add.s(i, i) for i in range(10)), tsum.s()).apply_async()
+        assert result.get(timeout=TIMEOUT) == 90
+        assert time.monotonic() - started < 20
+    finally:
+        app.backend.close()
 
 
 def test_get_waits_by_push_on_redis(redis_bridge: Bridge) -> None:

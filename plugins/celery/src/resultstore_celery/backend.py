@@ -10,12 +10,13 @@ the store instead of through Celery's ``chord_unlock`` polling task.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from typing import Any
 
 from celery import states as celery_states  # type: ignore[import-untyped]  # celery ships no type information
@@ -48,7 +49,7 @@ from resultstore_celery.meta import (
     to_meta,
     to_task_result,
 )
-from resultstore_celery.settings import Settings, settings_from
+from resultstore_celery.settings import CHORD_SIZE_WAIT_SETTING, Settings, settings_from
 
 __all__ = ["ResultStoreBackend"]
 
@@ -59,6 +60,8 @@ _SIZED_MAX = 4096
 #: how many chord headers a process keeps, to place each part without a read.
 _HEADERS_MAX = 64
 _SIZE_POLL = 0.01
+_SIZE_POLL_MAX = 0.5
+_SHAPE_SUFFIX = ".resultstore-shape"
 _READY = frozenset(celery_states.READY_STATES)
 
 # Backends alive in this process; their locks are renewed in a forked child,
@@ -84,6 +87,24 @@ def _member_ids(results: Iterable[Any]) -> list[str]:
         else:
             ids.append(str(result.id))
     return ids
+
+
+def _shape(results: Iterable[Any]) -> list[Any]:
+    """The nesting of a chord header's results: 0 for a task, a list for a group."""
+    shape: list[Any] = []
+    for result in results:
+        members = getattr(result, "results", None)
+        shape.append(0 if members is None else _shape(members))
+    return shape
+
+
+def _unflatten(shape: list[Any], values: Iterator[Any]) -> list[Any]:
+    return [next(values) if node == 0 else _unflatten(node, values) for node in shape]
+
+
+def _shape_id(group_id: str) -> str:
+    """Where a nested chord header's shape is saved (as a one-member group)."""
+    return f"{group_id}{_SHAPE_SUFFIX}"
 
 
 class ResultStoreBackend(BaseBackend):  # type: ignore[misc]  # Celery's base class is untyped
@@ -325,6 +346,11 @@ class ResultStoreBackend(BaseBackend):  # type: ignore[misc]  # Celery's base cl
         for _task_id, result in self._watch((task_id,), timeout, interval, on_interval):
             meta = self._meta(result)
             self._remember(task_id, meta)
+        if on_interval is not None:
+            # Celery's own waiting calls on_interval once more after the result
+            # arrived: a chord's get() raises a failed header part's exception
+            # (found in the parents) rather than the body's ChordError.
+            on_interval()
         return meta
 
     def _fresh(
@@ -422,14 +448,35 @@ class ResultStoreBackend(BaseBackend):  # type: ignore[misc]  # Celery's base cl
             super().apply_chord(header_result_args, body, **kwargs)
             return
         group_id, results = header_result_args[0], header_result_args[1]
+        self._refuse_reapplied(group_id)
         if isinstance(results, _regen):
-            # A header given as a generator is counted as it is sent: Celery
-            # calls set_chord_size() before sending its last task.
-            return
+            if int(self.app.conf.task_protocol or 2) >= 2:
+                # A header given as a generator is counted as it is sent:
+                # Celery calls set_chord_size() before sending its last task.
+                return
+            # Protocol 1 messages carry no group_index, so each part is found
+            # by its id in the saved header: freeze the generator's tasks now
+            # (Celery sends the same, now frozen, signatures afterwards).
+            results = list(results)
         ids = _member_ids(results)
         if Capability.GROUPS in self.store.capabilities:
             self.store.save_group(group_id, ids)
+            shape = _shape(results)
+            if any(isinstance(node, list) for node in shape):
+                # Groups in the header (a chain ending in a group, a nested
+                # chord with a group body) give the body nested lists.
+                self.store.save_group(_shape_id(group_id), (json.dumps(shape),))
         self._set_size(group_id, len(ids))
+
+    def _refuse_reapplied(self, group_id: str) -> None:
+        state = self.store.get_chord(group_id)
+        if state is not None and state.completed:
+            raise CeleryChordError(
+                f"chord {group_id!r} completed already: a resultstore chord runs once per "
+                f"group id, and its parts' and body's results are final. Re-applying a "
+                f"frozen chord reuses its ids; build or clone the chord anew "
+                f"(e.g. sig.clone() or chord(header, body) again) to run it again"
+            )
 
     def set_chord_size(self, group_id: str, chord_size: int) -> None:
         if not self._chords() or self._sized.get(group_id) == chord_size:
@@ -476,25 +523,32 @@ class ResultStoreBackend(BaseBackend):  # type: ignore[misc]  # Celery's base cl
         )
 
     def _record_part(self, group_id: str, index: int, part: TaskResult) -> ChordOutcome:
-        deadline: float | None = None
+        started = time.monotonic()
+        bound = self.settings.chord_size_wait
+        pause = _SIZE_POLL
         sized = False
         while True:
             try:
                 return self.store.chord_part_return(group_id, index, part)
             except ChordError:
                 # A header sent from a generator gets its size just before
-                # its last task is sent; an earlier part may get here first.
+                # its last task is sent; an earlier part may get here first
+                # and waits for it as long as the chord lives.
                 if self.store.get_chord(group_id) is not None:
                     if sized:
                         raise  # a size is set: the part itself is wrong
                     sized = True  # the size may have arrived since: once more
                     continue
-                now = time.monotonic()
-                if deadline is None:
-                    deadline = now + float(self.app.conf.result_chord_join_timeout or 3.0)
-                if now >= deadline:
-                    raise
-                time.sleep(_SIZE_POLL)
+                waited = time.monotonic() - started
+                if bound is not None and waited >= bound:
+                    raise ChordError(
+                        f"chord {group_id!r}: part {index} waited {waited:.1f}s for the chord's "
+                        f"size, which never came (the sender stopped before sending the "
+                        f"whole header?); the wait is bounded by result_expires or "
+                        f"{CHORD_SIZE_WAIT_SETTING}"
+                    ) from None
+                time.sleep(pause if bound is None else min(pause, bound - waited))
+                pause = min(pause * 2, _SIZE_POLL_MAX)
 
     def on_chord_part_return(self, request: Any, state: str, result: Any, **kwargs: Any) -> None:
         """Record a header part; the one call that completes the chord sends the body.
@@ -525,7 +579,7 @@ class ResultStoreBackend(BaseBackend):  # type: ignore[misc]  # Celery's base cl
             logger.error("Chord %r failed: %s", group_id, error)
             self._fail_chord(callback, error, cause)
             return
-        values = [part.result for part in outcome.results]
+        values = self._nested(group_id, [part.result for part in outcome.results])
         publish = getattr(self.app.amqp, "_retry_publish", None)
         try:
             if publish is not None:
@@ -535,6 +589,20 @@ class ResultStoreBackend(BaseBackend):  # type: ignore[misc]  # Celery's base cl
         except Exception as exc:
             logger.exception("Chord %r: sending the body failed", group_id)
             self._fail_chord(callback, CeleryChordError(f"Callback error: {exc!r}"), exc)
+
+    def _nested(self, group_id: str, values: list[Any]) -> list[Any]:
+        """The body's values, nested as the header's groups were (one read per chord)."""
+        if Capability.GROUPS not in self.store.capabilities:
+            return values
+        saved = self.store.get_group(_shape_id(group_id))
+        if saved is None or len(saved.task_ids) != 1:
+            return values
+        try:
+            shape = json.loads(saved.task_ids[0])
+            return _unflatten(shape, iter(values))
+        except (ValueError, TypeError, StopIteration):
+            logger.warning("Chord %r: unusable header shape %r ignored", group_id, saved)
+            return values
 
     def _fail_chord(self, callback: Any, error: BaseException, cause: BaseException) -> None:
         """Fail the body with ``error`` and call its errbacks (Celery's way)."""

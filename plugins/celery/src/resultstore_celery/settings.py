@@ -12,11 +12,13 @@ from typing import Any
 
 import attrs
 from resultstore.errors import ConfigurationError
+from resultstore.options import parse_duration, parse_expires
 from resultstore.store import default_url
 from resultstore.urls import parse_url, redact
 
 __all__ = [
     "ALLOWED_EXCEPTIONS_SETTING",
+    "CHORD_SIZE_WAIT_SETTING",
     "OPTIONS_SETTING",
     "PICKLE_CONTENT_TYPE",
     "Settings",
@@ -30,6 +32,9 @@ OPTIONS_SETTING = "resultstore_options"
 #: setting it (even to an empty list) turns on the strict mode, where no other
 #: class is looked up among the caller's imported modules.
 ALLOWED_EXCEPTIONS_SETTING = "resultstore_allowed_exceptions"
+#: Celery setting: how long (seconds) a chord part waits for the chord's size;
+#: by default as long as the chord lives (its expiry, ``result_expires``).
+CHORD_SIZE_WAIT_SETTING = "resultstore_chord_size_wait"
 PICKLE_CONTENT_TYPE = "application/x-python-serialize"
 
 # Celery's result_compression names, by what resultstore compresses with.
@@ -46,6 +51,8 @@ class Settings:
     allowed_exceptions: tuple[type[BaseException], ...] = ()
     #: only built-in, Celery's and the allowed exception classes are rebuilt as themselves.
     strict_exceptions: bool = False
+    #: how long a chord part waits for the chord's size (None: as long as it takes).
+    chord_size_wait: float | None = None
 
 
 def store_url(url: str | None) -> str:
@@ -162,9 +169,21 @@ def settings_from(
         )
     options = {**mapped, **extra}
     listed = conf.get(ALLOWED_EXCEPTIONS_SETTING)
+    query = parse_url(target).query
+    try:
+        # A chord lives as long as its results: parts wait for the size that long.
+        size_wait = parse_expires(query.get("expires", options.get("expires")))
+        wait_setting = conf.get(CHORD_SIZE_WAIT_SETTING)
+        if wait_setting is not None:
+            size_wait = parse_duration(wait_setting)
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"{CHORD_SIZE_WAIT_SETTING} / expires: {exc}; give a number of seconds"
+        ) from None
     return Settings(
         url=target,
         options={k: v for k, v in options.items() if k not in in_url},
         allowed_exceptions=_allowed(listed),
         strict_exceptions=listed is not None,
+        chord_size_wait=size_wait,
     )
