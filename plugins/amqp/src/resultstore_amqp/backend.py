@@ -1,0 +1,348 @@
+"""The AMQP backend: each stored state is a message to the asking client's reply queue.
+
+Nothing is kept in the broker but messages on their way. A worker's
+``store(result, reply_to=...)`` publishes the encoded result to the queue the
+client named (``correlation_id`` = task id, state and expiry in headers). The
+client's process reads its reply queue with one :class:`ReplyReader` shared by
+all its clients and waiters, keeps the newest state per task in memory and
+applies ready-is-final there. A ``store`` without ``reply_to`` goes to this
+process's own reply queue and returns the outcome its reader applied.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import amqp  # type: ignore[import-untyped]  # py-amqp ships no type information
+import kombu.connection
+import kombu.exceptions
+from resultstore.codecs import Serializer
+from resultstore.config import BackendConfig
+from resultstore.errors import BackendUnavailableError, UnsupportedOperationError
+from resultstore.models import StoreOutcome, TaskResult
+
+from resultstore_amqp.plugin import CAPABILITIES
+from resultstore_amqp.reader import (
+    H_EXPIRES,
+    H_OVERWRITE,
+    H_SENT,
+    H_STATE,
+    H_WAKE,
+    ReplyReader,
+    reader_for,
+    release_reader,
+)
+from resultstore_amqp.settings import AmqpSettings
+
+__all__ = ["AmqpBackend", "AmqpListener"]
+
+CONTENT_TYPE = "application/x-resultstore"
+
+_TOKEN_PREFIX = uuid.uuid4().hex[:12]
+_tokens = itertools.count()
+
+
+#: kombu's connection class (untyped), called to make each connection.
+_KOMBU_CONNECTION: Any = kombu.connection.Connection
+_PUBLISH_ERRORS = (OSError, amqp.exceptions.AMQPError, kombu.exceptions.OperationalError)
+
+
+def _message_id() -> str:
+    return f"{_TOKEN_PREFIX}{os.getpid():x}-{next(_tokens):x}"
+
+
+class AmqpBackend:
+    """Results delivered as messages to the reply queue of the client that asked."""
+
+    capabilities = CAPABILITIES
+
+    def __init__(self, config: BackendConfig) -> None:
+        self.settings = settings = AmqpSettings.take_from(
+            config.url, config.options, config.expires
+        )
+        config.options.finish()
+        self.url = config.url
+        self._serializer: Serializer = config.serializer
+        self._clock = settings.clock
+        self._expires = settings.expires
+        self._expiration = (
+            None if settings.expires is None else str(max(1, int(settings.expires * 1000)))
+        )
+        self._delivery_mode = 2 if settings.persistent else 1
+        self._lock = threading.Lock()
+        self._producer: Any = None
+        self._channel: Any = None
+        self._declared: set[str] = set()
+        # Registered now, started on first read: a client that only writes
+        # (a worker) never consumes, yet one that reads later still shares
+        # the process's reader with clients opened before it.
+        self._reader: ReplyReader | None = reader_for(settings, self.connection)
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<AmqpBackend {self.url.redacted()}>"
+
+    # -- connections -------------------------------------------------------------------
+
+    def connection(self) -> Any:
+        """A new (unconnected) kombu connection to the broker."""
+        s = self.settings
+        return _KOMBU_CONNECTION(
+            hostname=s.host,
+            port=s.port,
+            userid=s.username,
+            password=s.password,
+            virtual_host=s.virtual_host,
+            ssl=s.ssl_option(),
+            heartbeat=s.heartbeat,
+            connect_timeout=s.connect_timeout,
+            transport="pyamqp",
+        )
+
+    def _where(self) -> str:
+        return self.url.redacted()
+
+    def _closed_error(self) -> BackendUnavailableError:
+        return BackendUnavailableError(
+            f"this client of {self._where()} is closed; open another with resultstore.connect()"
+        )
+
+    def _publish_channel(self) -> Any:
+        """The producer's channel (lock held), connected on first use."""
+        if self._channel is None:
+            connection = self.connection()
+            try:
+                connection.ensure_connection(max_retries=1)
+                self._channel = connection.channel()
+            except Exception:
+                connection.release()
+                raise
+            self._producer = connection
+            self._declared = set()
+        return self._channel
+
+    def _drop_producer(self) -> None:
+        producer, self._producer, self._channel = self._producer, None, None
+        if producer is not None:
+            try:
+                producer.release()
+            except Exception:  # it failed already; it is being thrown away
+                return
+
+    def _with_channel(self, action: Any) -> Any:
+        """Run ``action(channel)`` on the producer, reconnecting up to ``retries`` times."""
+        attempts = self.settings.retries + 1
+        with self._lock:
+            if self._closed:
+                raise self._closed_error()
+            for attempt in range(attempts):
+                try:
+                    return action(self._publish_channel())
+                except _PUBLISH_ERRORS as exc:
+                    self._drop_producer()
+                    if attempt + 1 >= attempts or isinstance(exc, amqp.exceptions.AccessRefused):
+                        raise BackendUnavailableError(
+                            f"cannot publish to RabbitMQ at {self._where()} "
+                            f"after {attempt + 1} attempt(s): {exc}"
+                        ) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @property
+    def reader(self) -> ReplyReader:
+        """This process's reader of the reply queue (started on first use)."""
+        reader = self._reader
+        if reader is None or reader.closed or reader.pid != os.getpid():
+            with self._lock:
+                if self._closed:
+                    raise self._closed_error()
+                reader = self._reader
+                if reader is None or reader.closed or reader.pid != os.getpid():
+                    reader = reader_for(self.settings, self.connection)
+                    self._reader = reader
+        # Every caller waits for the queue to exist: a result sent earlier is dropped.
+        reader.start(self.settings.connect_timeout * (self.settings.retries + 1))
+        return reader
+
+    # -- reply addresses (SupportsReplyTo) ----------------------------------------------------
+
+    def reply_address(self, name: str | None = None) -> str:
+        """The reply queue this process reads; with ``name``, declare and read that queue too."""
+        reader = self.reader
+        if self.settings.direct_reply_to:
+            if name is not None:
+                raise UnsupportedOperationError(
+                    f"{self._where()}: with direct_reply_to=true results come back only to "
+                    f"the address RabbitMQ gives this connection; named reply queues "
+                    f"({name!r}) need direct_reply_to=false"
+                )
+            address = reader.direct_address
+            if address is None:
+                raise BackendUnavailableError(f"no direct reply-to address yet on {self._where()}")
+            return address
+        if name is None or name == reader.queue:
+            return reader.queue
+        self._with_channel(lambda channel: self._declare(channel, reader, name))
+        reader.add_queue(name)
+        # A no-op message wakes the reader so that it consumes the new queue now.
+        self._send(reader.queue, b"", {H_WAKE: True}, None, None)
+        return name
+
+    def _declare(self, channel: Any, reader: ReplyReader, name: str) -> None:
+        if name not in self._declared:
+            reader.declare(channel, name)
+            self._declared.add(name)
+
+    # -- storing --------------------------------------------------------------------------
+
+    def _headers(self, result: TaskResult, overwrite: bool) -> dict[str, Any]:
+        return {
+            H_STATE: str(result.state),
+            H_OVERWRITE: overwrite,
+            H_SENT: self._clock(),
+            H_EXPIRES: self._expires,
+        }
+
+    def _send(
+        self,
+        routing_key: str,
+        body: bytes,
+        headers: dict[str, Any],
+        task_id: str | None,
+        message_id: str | None,
+    ) -> None:
+        properties: dict[str, Any] = {
+            "content_type": CONTENT_TYPE,
+            "content_encoding": "binary",
+            "application_headers": headers,
+            "delivery_mode": self._delivery_mode,
+        }
+        if task_id is not None:
+            properties["correlation_id"] = task_id
+        if message_id is not None:
+            properties["message_id"] = message_id
+        if self._expiration is not None:
+            properties["expiration"] = self._expiration
+        message = amqp.Message(body, **properties)
+        self._with_channel(
+            lambda channel: channel.basic_publish(message, exchange="", routing_key=routing_key)
+        )
+
+    def store_to(
+        self, result: TaskResult, reply_to: str, *, overwrite: bool = False
+    ) -> StoreOutcome:
+        """Publish ``result`` to the reply queue ``reply_to``; the reader there applies it.
+
+        Returns once the broker has the message: ``stored`` says it was
+        sent, the reader keeps a ready state it holds unless ``overwrite``.
+        """
+        payload = self._serializer.dumps(result)
+        self._send(
+            reply_to, payload, self._headers(result, overwrite), result.task_id, _message_id()
+        )
+        return StoreOutcome(stored=True, state=result.state, previous_state=None)
+
+    def store(self, result: TaskResult, *, overwrite: bool = False) -> StoreOutcome:
+        """Send ``result`` to this process's own reply queue and return what its reader did."""
+        return self.store_many([result], overwrite=overwrite)[0]
+
+    def store_many(
+        self, results: Sequence[TaskResult], *, overwrite: bool = False
+    ) -> list[StoreOutcome]:
+        payloads = [self._serializer.dumps(result) for result in results]
+        reader = self.reader
+        address = self.reply_address()
+        ids = [_message_id() for _ in results]
+        for message_id in ids:
+            reader.expect(message_id)
+        for result, payload, message_id in zip(results, payloads, ids, strict=True):
+            self._send(
+                address, payload, self._headers(result, overwrite), result.task_id, message_id
+            )
+        outcomes: list[StoreOutcome] = []
+        for result, message_id in zip(results, ids, strict=True):
+            applied = reader.outcome(message_id, self.settings.store_timeout)
+            if applied is None:
+                raise BackendUnavailableError(
+                    f"the result of task {result.task_id!r} was sent to this client's reply "
+                    f"queue {address!r} on {self._where()} but did not come back within "
+                    f"{self.settings.store_timeout} s (store_timeout); is the broker reachable?"
+                    f"{' ' + str(reader.error) if reader.error else ''}"
+                )
+            if applied.stored:
+                outcomes.append(StoreOutcome(True, result.state, applied.previous_state))
+            else:
+                kept = applied.state or result.state
+                outcomes.append(StoreOutcome(False, kept, applied.previous_state))
+        return outcomes
+
+    # -- reading ------------------------------------------------------------------------
+
+    def get(self, task_id: str) -> TaskResult | None:
+        entry = self.reader.get(task_id, self._clock())
+        if entry is None:
+            return None
+        return self._serializer.loads(entry.payload, TaskResult)
+
+    def get_many(self, task_ids: Sequence[str]) -> dict[str, TaskResult | None]:
+        return {task_id: self.get(task_id) for task_id in task_ids}
+
+    def forget(self, task_id: str) -> None:
+        self.reader.forget(task_id)
+
+    def plant_payload(self, task_id: str, payload: bytes) -> None:
+        """Hold raw bytes as ``task_id``'s result (the contract suite's corrupt-payload checks)."""
+        self.reader.plant(task_id, payload)
+
+    # -- waiting --------------------------------------------------------------------------
+
+    def listener(self) -> AmqpListener:
+        return AmqpListener(self.reader)
+
+    # -- closing --------------------------------------------------------------------------
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            reader, self._reader = self._reader, None
+            self._drop_producer()
+        if reader is not None and reader.pid == os.getpid():
+            release_reader(reader)
+
+
+class AmqpListener:
+    """A push listener over the process's reply reader: it hears what the reader applies.
+
+    Subscribing costs nothing on the broker (every result for this client
+    arrives anyway); it only chooses which ids :meth:`wait` announces.
+    Implements :class:`~resultstore.protocols.SupportsWake`.
+    """
+
+    def __init__(self, reader: ReplyReader) -> None:
+        self._reader = reader
+        self._state = reader.listener()
+
+    def subscribe(self, task_ids: Iterable[str]) -> None:
+        with self._state.cond:
+            self._state.subscribed.update(task_ids)
+
+    def unsubscribe(self, task_ids: Iterable[str]) -> None:
+        with self._state.cond:
+            self._state.subscribed.difference_update(task_ids)
+
+    def wait(self, timeout: float) -> list[str]:
+        return self._reader.wait(self._state, timeout)
+
+    def wake(self) -> None:
+        with self._state.cond:
+            self._state.woken = True
+            self._state.cond.notify_all()
+
+    def close(self) -> None:
+        self._reader.drop_listener(self._state)
