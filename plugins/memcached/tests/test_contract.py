@@ -6,7 +6,11 @@ import uuid
 
 import pytest
 from resultstore_contract import BackendContract
-from resultstore_contract.servers import Server
+from resultstore_contract.servers import Server, free_port
+
+#: memcached's largest item is 1 MiB by default (its -I), key and item header
+#: included: payloads up to this size fit on every server the tests start.
+MAX_PAYLOAD = 1024 * 1024 - 1024
 
 
 def _isolated(url: str) -> str:
@@ -16,12 +20,19 @@ def _isolated(url: str) -> str:
 
 
 class TestMemcachedContract(BackendContract):
+    max_payload_size = MAX_PAYLOAD
+    # A port nothing listens on; retry_total bounds every call.
+    dead_url = f"memcached://127.0.0.1:{free_port()}/?retry_total=1"
+
     @pytest.fixture
     def resultstore_url(self, memcached_server: Server) -> str:
         return _isolated(memcached_server.url)
 
 
 class TestMemcachedRingContract(BackendContract):
+    max_payload_size = MAX_PAYLOAD
+    dead_url = f"memcached://127.0.0.1:{free_port()};127.0.0.1:{free_port()}/?retry_total=1"
+
     @pytest.fixture
     def resultstore_url(self, memcached_ring_server: Server) -> str:
         return _isolated(memcached_ring_server.url)

@@ -28,12 +28,24 @@ def _unix_version(path: Path) -> bool:
         return sock.recv(128).startswith(b"VERSION ")
 
 
+def _bytes(size: str) -> int:
+    """``64k``, ``2m`` or a plain number of bytes, as memcached's ``-I`` reads them."""
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
+    text = size.strip().lower()
+    if text and text[-1] in units:
+        return int(text[:-1]) * units[text[-1]]
+    return int(text)
+
+
 def _argv(memory_mb: int, item_size: str | None) -> list[str]:
     binary = which("memcached", "memcached", "memcached")
     argv = [binary, "-U", "0", "-m", str(memory_mb)]
     if item_size is not None:
-        # -I: the largest item the server takes (default 1m).
+        # -I: the largest item the server takes (default 1m). Below 1m the slab
+        # chunk (512k by default) must shrink too, or memcached refuses to start.
         argv += ["-I", item_size]
+        if _bytes(item_size) < 1024 * 1024:
+            argv += ["-o", f"slab_chunk_max={_bytes(item_size) // 2}"]
     if os.geteuid() == 0:
         # memcached refuses to run as root unless told which user to be.
         argv += ["-u", "root"]

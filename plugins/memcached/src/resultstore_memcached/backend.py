@@ -227,7 +227,7 @@ class MemcachedBackend:
     # -- storing -----------------------------------------------------------------------
 
     def _add(
-        self, key: str, value: bytes, expire: int, label: str, what: str = ""
+        self, key: str, value: bytes, expire: int, label: str, *, what: str = "", tag: str = ""
     ) -> tuple[bool, bool]:
         """``add``: whether it stored, and whether it was sent more than once
         (then a "not stored" may be this very call's earlier try)."""
@@ -238,7 +238,7 @@ class MemcachedBackend:
             tries += 1
             return bool(client.add(key, value, expire=expire, noreply=False))
 
-        return self._write(key, label, value, add, what), tries > 1
+        return self._write(tag or key, label, value, add, what), tries > 1
 
     def _put(
         self,
@@ -525,7 +525,7 @@ class MemcachedBackend:
         token = _token()
         value = token + b"\n" + payload
         what = f"part {index} of chord {group_id!r}"
-        added, retried = self._add(part, value, expire, result.task_id, what)
+        added, retried = self._add(part, value, expire, result.task_id, what=what, tag=tag)
         if not added and retried:
             # A lost reply: the part may be this call's own earlier try.
             mine = self._run(tag, lambda c: c.get(part))
@@ -548,7 +548,7 @@ class MemcachedBackend:
         if received == size:
             parts = self._chord_results(group_id, tag, size)
             done = self.keys.done(tag)
-            stored, _ = self._add(done, b"1", expire, group_id)
+            stored, _ = self._add(done, b"1", expire, group_id, tag=tag)
             if stored:
                 results = parts
         return ChordOutcome(

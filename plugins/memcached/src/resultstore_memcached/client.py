@@ -231,6 +231,10 @@ class Node:
 
     def call(self, fn: Callable[[Client], T]) -> T:
         """``fn`` with a connection of the pool; a connection that failed is dropped."""
+        if self._closed:
+            raise BackendUnavailableError(
+                f"this memcached backend (server {self.name}) was closed; connect() again to use it"
+            )
         try:
             client = self._idle.pop()
         except IndexError:
