@@ -8,19 +8,86 @@ The contract suite must fail against every one of them and pass against
 
 from __future__ import annotations
 
+import copy
+import datetime as dt
+import re
+import threading
 import time
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import attrs
 from resultstore import hookimpl
-from resultstore.backends.memory import MemoryBackend, MemoryListener, _Chord, _Entry
+from resultstore.backends.memory import MemoryBackend, MemoryData, MemoryListener, _Chord, _Entry
+from resultstore.backends.threaded import ThreadedAsyncBackend
+from resultstore.codecs import Serializer
+from resultstore.config import DEFAULT_EXPIRES
 from resultstore.discovery import BackendSpec
-from resultstore.errors import ChordError, CorruptPayloadError
+from resultstore.errors import BackendUnavailableError, ChordError, CorruptPayloadError
 from resultstore.models import ChordOutcome, Group, StoreOutcome, TaskResult
+from resultstore.protocols import Capability
 from resultstore.states import READY_STATES, State
 
+#: the named memory stores whose "server" was stopped (see :func:`stop`).
+_STOPPED: set[int] = set()
+_STOPPED_LOCK = threading.Lock()
 
-class Faithful(MemoryBackend):
+
+def stop(url: str) -> None:
+    """Stop the "server" of the named memory store ``url``: its backends fail from now on."""
+    from resultstore.backends.memory import _shared
+    from resultstore.urls import parse_url
+
+    parsed = parse_url(url)
+    with _STOPPED_LOCK:
+        _STOPPED.add(id(_shared((parsed.host or "") + parsed.path.strip("/"))))
+
+
+class Stoppable(MemoryBackend):
+    """The memory backend with a server that can be stopped: then every call fails at once.
+
+    The broken variants' stand-in for a network backend whose server went
+    away (the dead-server checks); until :func:`stop`, it is the memory backend.
+    """
+
+    #: seconds a call spends trying a stopped server before it gives up.
+    retry_seconds = 0.0
+
+    def _down(self, data: MemoryData) -> None:
+        with _STOPPED_LOCK:
+            stopped = id(data) in _STOPPED
+        if stopped:
+            time.sleep(self.retry_seconds)
+            raise BackendUnavailableError("the memory server was stopped")
+
+    def __getattribute__(self, name: str) -> Any:
+        value = super().__getattribute__(name)
+        if name in _SERVER_CALLS:
+            data = super().__getattribute__("data")
+            if isinstance(data, MemoryData):
+                super().__getattribute__("_down")(data)
+        return value
+
+
+_SERVER_CALLS = frozenset(
+    {
+        "store",
+        "store_many",
+        "get",
+        "get_many",
+        "forget",
+        "save_group",
+        "get_group",
+        "delete_group",
+        "set_chord_size",
+        "chord_part_return",
+        "get_chord",
+        "cleanup",
+    }
+)
+
+
+class Faithful(Stoppable):
     """No bug: proves that failures come from the bugs, not from the plumbing."""
 
 
@@ -253,6 +320,189 @@ class ExpiredStillReadable(MemoryBackend):
         return self.data.results.get(task_id)
 
 
+class GetManyFirstChunkOnly(MemoryBackend):
+    """``get_many`` reads the first chunk of 100 ids and answers None for the rest."""
+
+    def get_many(self, task_ids: Sequence[str]) -> dict[str, TaskResult | None]:
+        wanted = list(dict.fromkeys(task_ids))
+        found = super().get_many(wanted[:100])
+        return {task_id: found.get(task_id) for task_id in wanted}
+
+
+def _like(pattern: str) -> re.Pattern[str]:
+    """SQLite's ``LIKE``: ``_`` any character, ``%`` any run, ASCII case ignored."""
+    parts = ("." if c == "_" else ".*" if c == "%" else re.escape(c) for c in pattern)
+    return re.compile("".join(parts), re.IGNORECASE | re.DOTALL)
+
+
+class ForgetMatchesLike(MemoryBackend):
+    """``forget`` deletes ``WHERE task_id LIKE ?``: wildcards and case match lookalikes."""
+
+    def forget(self, task_id: str) -> None:
+        match = _like(task_id).fullmatch
+        with self.data.lock:
+            for key in [k for k in self.data.results if match(k)]:
+                del self.data.results[key]
+
+
+class PayloadsCutAtOneMiB(MemoryBackend):
+    """Payloads over 1 MiB lose their tail, like a store that keeps one 1 MiB chunk."""
+
+    def store(self, result: TaskResult, *, overwrite: bool = False) -> StoreOutcome:
+        outcome = super().store(result, overwrite=overwrite)
+        with self.data.lock:
+            entry = self.data.results.get(result.task_id)
+            if outcome.stored and entry is not None:
+                entry.payload = entry.payload[: 1024 * 1024]
+        return outcome
+
+
+class DateDoneStoredAsLocalTime(MemoryBackend):
+    """``date_done`` is written as the local wall-clock time labelled UTC (right only on UTC)."""
+
+    def store(self, result: TaskResult, *, overwrite: bool = False) -> StoreOutcome:
+        if result.date_done is not None:
+            local = result.date_done.astimezone().replace(tzinfo=dt.UTC)
+            result = attrs.evolve(result, date_done=local)
+        return super().store(result, overwrite=overwrite)
+
+
+class ExpiryNotRestarted(MemoryBackend):
+    """A store keeps the expiry of the result it replaces (a SET with KEEPTTL)."""
+
+    def store(self, result: TaskResult, *, overwrite: bool = False) -> StoreOutcome:
+        with self.data.lock:
+            before = self._entry(result.task_id)
+            kept = None if before is None else before.expires_at
+            outcome = super().store(result, overwrite=overwrite)
+            entry = self.data.results.get(result.task_id)
+            if outcome.stored and entry is not None and before is not None:
+                entry.expires_at = kept
+        return outcome
+
+
+class ExpiredReadyStillRefuses(MemoryBackend):
+    """The ready-is-final check reads the row without looking at its expiry."""
+
+    def store(self, result: TaskResult, *, overwrite: bool = False) -> StoreOutcome:
+        with self.data.lock:
+            raw = self.data.results.get(result.task_id)
+            if raw is not None and raw.state in READY_STATES and not overwrite:
+                return StoreOutcome(stored=False, state=raw.state, previous_state=raw.state)
+            return super().store(result, overwrite=overwrite)
+
+
+_PARTS: dict[tuple[int, str], dict[int, bytes]] = {}
+
+
+class ChordPartsOutliveTheChord(MemoryBackend):
+    """Parts are kept apart from the chord, without expiry: a chord set up again finds them."""
+
+    def set_chord_size(self, group_id: str, size: int) -> None:
+        super().set_chord_size(group_id, size)
+        with self.data.lock:
+            chord = self._chord(group_id)
+            old = _PARTS.get((id(self.data), group_id), {})
+            if chord is not None and not chord.parts and old:
+                chord.parts.update(old)
+
+    def chord_part_return(self, group_id: str, index: int, result: TaskResult) -> ChordOutcome:
+        outcome = super().chord_part_return(group_id, index, result)
+        with self.data.lock:
+            chord = self._chord(group_id)
+            if chord is not None:
+                _PARTS[(id(self.data), group_id)] = dict(chord.parts)
+        return outcome
+
+
+class _CarryingListener(MemoryListener):
+    """Announcements carry the offered result."""
+
+    def __init__(self, data: MemoryData) -> None:
+        super().__init__(data)
+        self._carried: dict[str, TaskResult] = {}
+
+    def carry(self, result: TaskResult) -> None:
+        with self._cond:
+            if result.task_id in self._subscribed:
+                self._carried[result.task_id] = result
+
+    def take_carried(self) -> dict[str, TaskResult]:
+        with self._cond:
+            carried, self._carried = self._carried, {}
+            return carried
+
+
+_CARRIERS: dict[int, list[_CarryingListener]] = {}
+
+
+class RefusedStoreAnnounced(MemoryBackend):
+    """Every store is published with the offered result, refused or not (publish, then check)."""
+
+    def listener(self) -> MemoryListener:
+        listener = _CarryingListener(self.data)
+        _CARRIERS.setdefault(id(self.data), []).append(listener)
+        return listener
+
+    def store(self, result: TaskResult, *, overwrite: bool = False) -> StoreOutcome:
+        for listener in _CARRIERS.get(id(self.data), []):
+            listener.carry(result)
+        self.data.announce(result.task_id)
+        return super().store(result, overwrite=overwrite)
+
+
+class StoreManyNotAtomic(MemoryBackend):
+    """``store_many`` reads every state, then writes the batch (two round trips, no check)."""
+
+    def store_many(
+        self, results: Sequence[TaskResult], *, overwrite: bool = False
+    ) -> list[StoreOutcome]:
+        with self.data.lock:
+            seen = {r.task_id: self._entry(r.task_id) for r in results}
+            states = {t: None if e is None else e.state for t, e in seen.items()}
+        time.sleep(0.002)  # the gap between the read and the write
+        outcomes = []
+        for result in results:
+            previous = states[result.task_id]
+            if previous in READY_STATES and not overwrite:
+                outcomes.append(StoreOutcome(False, previous, previous))
+                continue
+            with self.data.lock:
+                self.data.results[result.task_id] = _Entry(
+                    result.state, self._serializer.dumps(result), self._expiry()
+                )
+            self.data.announce(result.task_id)
+            states[result.task_id] = result.state
+            outcomes.append(StoreOutcome(True, result.state, previous))
+        return outcomes
+
+
+class AsyncTwinLosesOptions(MemoryBackend):
+    """The asyncio twin is built with default options: json, no compression, no clock."""
+
+    capabilities = MemoryBackend.capabilities | {Capability.NATIVE_ASYNC}
+
+    def async_backend(self) -> ThreadedAsyncBackend:
+        twin = copy.copy(self)
+        twin._serializer = Serializer()
+        twin._expires = DEFAULT_EXPIRES
+        twin._clock = time.time
+        return ThreadedAsyncBackend(twin)
+
+
+class CloseIsANoOp(MemoryBackend):
+    """``close()`` does nothing: the backend keeps working for whoever holds it."""
+
+    def close(self) -> None:
+        pass
+
+
+class DeadServerIgnoresTimeout(Stoppable):
+    """With the server stopped, every call tries for 4 s, whatever the caller's timeout."""
+
+    retry_seconds = 4.0
+
+
 class WithoutBackDoor(MemoryBackend):
     """Correct, but offers no raw back door for planting payloads."""
 
@@ -283,6 +533,41 @@ VARIANTS: dict[str, type[MemoryBackend]] = {
     "broken-non-atomic-chord-counter": NonAtomicChordCounter,
     "broken-listener-never-unsubscribes": ListenerNeverUnsubscribes,
     "broken-push-that-polls": PushThatPolls,
+    # One per check the issue asked for; each is caught by that check alone.
+    "broken-get-many-first-chunk-only": GetManyFirstChunkOnly,
+    "broken-forget-matches-like": ForgetMatchesLike,
+    "broken-payloads-cut-at-1mib": PayloadsCutAtOneMiB,
+    "broken-date-done-local-time": DateDoneStoredAsLocalTime,
+    "broken-expiry-not-restarted": ExpiryNotRestarted,
+    "broken-expired-ready-still-refuses": ExpiredReadyStillRefuses,
+    "broken-chord-parts-outlive-the-chord": ChordPartsOutliveTheChord,
+    "broken-refused-store-announced": RefusedStoreAnnounced,
+    "broken-store-many-not-atomic": StoreManyNotAtomic,
+    "broken-async-twin-loses-options": AsyncTwinLosesOptions,
+    "broken-close-is-a-no-op": CloseIsANoOp,
+    "broken-dead-server-ignores-timeout": DeadServerIgnoresTimeout,
+}
+
+#: the new checks, by the broken variant that only they catch (``-k`` expressions).
+CAUGHT_ONLY_BY: dict[str, str] = {
+    "broken-get-many-first-chunk-only": "test_bulk_get_many_beyond_one_batch",
+    "broken-forget-matches-like": "test_ids_lookalikes_are_distinct_results",
+    "broken-payloads-cut-at-1mib": "test_payload_exact_size_round_trips",
+    "broken-date-done-local-time": "test_tz_date_done_round_trips_exactly",
+    "broken-expiry-not-restarted": "test_expiry_each_store_restarts_the_expiry",
+    "broken-expired-ready-still-refuses": (
+        "test_expiry_expired_ready_result_no_longer_refuses_a_store"
+    ),
+    "broken-chord-parts-outlive-the-chord": (
+        "test_expiry_chord_parts_and_group_expire_with_their_chord"
+    ),
+    "broken-refused-store-announced": "test_refused_stores_are_not_announced_with_their_value",
+    "broken-store-many-not-atomic": "store_many_never_loses_a_ready_state",
+    "broken-async-twin-loses-options": "test_async_twin_keeps_the_store_options",
+    "broken-close-is-a-no-op": "test_lifecycle_every_call_after_close_raises_the_documented_error",
+    "broken-dead-server-ignores-timeout": (
+        "test_lifecycle_dead_server_fails_every_call_within_its_bound"
+    ),
 }
 
 

@@ -11,15 +11,17 @@ from __future__ import annotations
 import pathlib
 
 import pytest
-from broken_memory import VARIANTS
+from broken_memory import CAUGHT_ONLY_BY, VARIANTS
 from hypothesis import Phase, settings
 
 HERE = pathlib.Path(__file__).parent
 BROKEN = sorted(scheme for scheme in VARIANTS if scheme.startswith("broken-"))
 # Bugs that need no second client, thread, listener or planted payload to show:
 # the state machine alone, with no example written by hand, must find them.
+# (The variants of CAUGHT_ONLY_BY are each caught by one check alone.)
 MACHINE_CATCHES = sorted(
     set(BROKEN)
+    - set(CAUGHT_ONLY_BY)
     - {
         "broken-codec-header-ignored",
         "broken-corrupt-payload-crashes",
@@ -30,14 +32,24 @@ MACHINE_CATCHES = sorted(
 )
 
 CONTRACT = """
-from broken_memory import BrokenBackends
-from resultstore_contract import BackendContract
+import functools
+
+import pytest
+from broken_memory import VARIANTS, BrokenBackends, Stoppable, stop
+from resultstore_contract import BackendContract, DeadServer
 
 
 class TestVariant(BackendContract):
     url = "{scheme}://{{unique}}"
     plugins = (BrokenBackends,)
     clock_option = "clock"
+
+    @pytest.fixture
+    def dead_server(self, resultstore_url):
+        if not issubclass(VARIANTS["{scheme}"], Stoppable):
+            return None
+        halt = functools.partial(stop, resultstore_url)
+        return DeadServer(resultstore_url, stop=halt, within=1.0)
 """
 
 
@@ -98,6 +110,24 @@ def test_the_state_machine_alone_catches(
     assert outcomes.get("failed", 0) >= 1, f"the state machine passed {scheme}://"
 
 
+@pytest.mark.parametrize("scheme", sorted(CAUGHT_ONLY_BY))
+def test_only_its_check_catches(pytester: pytest.Pytester, scheme: str) -> None:
+    """The whole suite fails the variant, and every failure is in the one check made for it."""
+    check = CAUGHT_ONLY_BY[scheme]
+    result = run_contract(pytester, scheme, "-q")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("errors", 0) == 0, result.stdout.str()
+    failed = [line for line in result.outlines if line.startswith("FAILED")]
+    assert failed, f"the contract passed {scheme}://, which is broken"
+    others = [line for line in failed if check not in line]
+    assert not others, (
+        f"{scheme}:// is meant to be caught by {check} alone, but also failed:\n"
+        + "\n".join(others)
+    )
+    print(f"{scheme}: caught only by {check}: {len(failed)} failed")
+
+
 def test_there_are_at_least_twelve_broken_variants() -> None:
     assert len(BROKEN) >= 12
     assert len(MACHINE_CATCHES) >= 12
+    assert set(CAUGHT_ONLY_BY) <= set(BROKEN)

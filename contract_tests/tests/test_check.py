@@ -133,3 +133,32 @@ def test_cli_check_without_the_suite_says_what_to_install(
     result = CliRunner().invoke(main, ["check", "memory://"])
     assert result.exit_code != 0
     assert "pip install resultstore-contract" in result.output
+
+
+@pytest.mark.parametrize("scheme", ["memory", "sqlite"])
+def test_check_drives_the_clock_the_backend_declares(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scheme: str
+) -> None:
+    # check has no test class of the backend's own: the clock option must come
+    # from the backend's BackendSpec, so that no expiry rule is skipped.
+    (tmp_path / "record_clock.py").write_text(
+        "import pytest\n"
+        "SEEN = []\n\n\n"
+        "@pytest.fixture(autouse=True)\n"
+        "def _record_clock(request):\n"
+        "    SEEN.append(request.getfixturevalue('clock_option'))\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out, buffer = _console()
+    url = "memory://" if scheme == "memory" else f"sqlite:///{tmp_path / 'check.db'}"
+    code = check.run_check(
+        url, pytest_args=["-p", "record_clock", "-k", "expiry or expire"], console=out
+    )
+    text = buffer.getvalue()
+    assert code == check.EXIT_OK, text
+    import record_clock
+
+    assert record_clock.SEEN
+    assert set(record_clock.SEEN) == {"clock"}
+    assert ", 0 skipped" in text, text
+    sys.modules.pop("record_clock", None)

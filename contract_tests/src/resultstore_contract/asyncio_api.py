@@ -49,20 +49,6 @@ async def _until(condition: Callable[[], bool], what: str, timeout: float = WAIT
 class AsyncContract(ContractBase):
     """``resultstore.aio`` over the store under test, next to the sync API."""
 
-    @pytest.fixture
-    def connect_async_store(
-        self,
-        resultstore_url: str,
-        store_options: Mapping[str, Any],
-        store_plugins: Sequence[object],
-    ) -> AsyncConnect:
-        """An asyncio client of the same store as the ``store`` fixture (call in a loop)."""
-
-        async def connect() -> AsyncResultStore:
-            return await connect_async(resultstore_url, plugins=store_plugins, **store_options)
-
-        return connect
-
     def test_async_and_sync_apis_share_one_store(
         self, store: ResultStore, connect_async_store: AsyncConnect, new_id: IdFactory
     ) -> None:

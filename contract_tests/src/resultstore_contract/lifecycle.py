@@ -23,7 +23,7 @@ import asyncio
 import functools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -34,7 +34,7 @@ from resultstore import (
     ResultTimeoutError,
 )
 from resultstore.aio import AsyncResultStore
-from resultstore.models import TaskResult
+from resultstore.models import Group, TaskResult, utcnow
 from resultstore.protocols import Capability
 from resultstore.states import State
 
@@ -89,6 +89,38 @@ def _calls(store: ResultStore, new_id: IdFactory) -> dict[str, Call]:
     return calls
 
 
+def _backend_calls(backend: Any, new_id: IdFactory) -> dict[str, Call]:
+    """Every call of the backend object itself (kept from before the close), by name."""
+    task_id, group_id = new_id(), new_id("group")
+    result = TaskResult(task_id, State.SUCCESS, 1)
+    declared = backend.capabilities
+    calls: dict[str, Call] = {
+        "backend.get": functools.partial(backend.get, task_id),
+        "backend.store": functools.partial(backend.store, result),
+        "backend.forget": functools.partial(backend.forget, task_id),
+    }
+    if Capability.BULK_GET in declared:
+        calls["backend.get_many"] = functools.partial(backend.get_many, [task_id])
+    if Capability.BATCH_STORE in declared:
+        calls["backend.store_many"] = functools.partial(backend.store_many, [result])
+    if Capability.GROUPS in declared:
+        group = Group(group_id, (task_id,), utcnow())
+        calls["backend.save_group"] = functools.partial(backend.save_group, group)
+        calls["backend.get_group"] = functools.partial(backend.get_group, group_id)
+        calls["backend.delete_group"] = functools.partial(backend.delete_group, group_id)
+    if Capability.CHORDS in declared:
+        calls["backend.set_chord_size"] = functools.partial(backend.set_chord_size, group_id, 2)
+        calls["backend.chord_part_return"] = functools.partial(
+            backend.chord_part_return, group_id, 0, result
+        )
+        calls["backend.get_chord"] = functools.partial(backend.get_chord, group_id)
+    if Capability.CLEANUP in declared:
+        calls["backend.cleanup"] = backend.cleanup
+    if Capability.PUSH in declared:
+        calls["backend.listener"] = backend.listener
+    return calls
+
+
 def _wait_calls(store: ResultStore, new_id: IdFactory, timeout: float) -> dict[str, Call]:
     """Every call that waits with a timeout of the caller's, by name."""
     task_id, other = new_id("never-stored"), new_id("never-stored")
@@ -104,6 +136,41 @@ def _wait_calls(store: ResultStore, new_id: IdFactory, timeout: float) -> dict[s
         ),
         "result().aget(timeout)": lambda: asyncio.run(aget()),
     }
+
+
+async def _async_after_close(
+    connect: Callable[[], Awaitable[AsyncResultStore]], new_id: IdFactory
+) -> list[str]:
+    """What went wrong with the asyncio API (and its twin backend) after ``close()``."""
+    astore = await connect()
+    twin = astore.backend
+    result = TaskResult(new_id(), State.SUCCESS, 1)
+    await astore.store(result)
+    await astore.close()
+    await astore.close()
+    calls: dict[str, Callable[[], Awaitable[Any]]] = {
+        "aio get": functools.partial(astore.get, result.task_id),
+        "aio store": functools.partial(astore.store, result),
+        "aio get_many": functools.partial(astore.get_many, [result.task_id]),
+        "aio forget": functools.partial(astore.forget, result.task_id),
+        "asyncio twin get": functools.partial(twin.get, result.task_id),
+        "asyncio twin store": functools.partial(twin.store, result),
+    }
+    wrong = []
+    for name, call in calls.items():
+        try:
+            value = await asyncio.wait_for(call(), CLOSED_WITHIN)
+        except TimeoutError:
+            wrong.append(f"{name}: still running after {CLOSED_WITHIN:g} s")
+        except BackendUnavailableError:
+            continue
+        except Exception as exc:
+            wrong.append(
+                f"{name}: raised {type(exc).__name__}: {exc} (documented: BackendUnavailableError)"
+            )
+        else:
+            wrong.append(f"{name}: returned {value!r} (documented: BackendUnavailableError)")
+    return wrong
 
 
 def _run_all(calls: dict[str, Call], within: float) -> dict[str, tuple[Any, float]]:
@@ -165,15 +232,21 @@ class LifecycleContract(ContractBase):
     """Closed clients and dead servers fail every call promptly, with the documented error."""
 
     def test_lifecycle_every_call_after_close_raises_the_documented_error(
-        self, connect_store: StoreFactory, new_id: IdFactory
+        self,
+        connect_store: StoreFactory,
+        connect_async_store: Callable[[], Awaitable[AsyncResultStore]],
+        new_id: IdFactory,
     ) -> None:
         other = connect_store()
         closing = connect_store()
         kept = TaskResult(new_id(), State.SUCCESS, "kept")
         closing.store(kept)
+        backend = closing.backend
         closing.close()
         closing.close()  # closing twice is no error
-        calls = _calls(closing, new_id)
+        backend.close()  # nor is closing the backend again
+        # The backend itself, as code that holds it (a task queue's adapter) uses it.
+        calls = {**_calls(closing, new_id), **_backend_calls(backend, new_id)}
         answers = _run_all(calls, CLOSED_WITHIN)
         wrong = _verdicts(answers, list(calls), CLOSED_WITHIN, (BackendUnavailableError,))
         waits = _wait_calls(closing, new_id, 10.0)
@@ -184,20 +257,26 @@ class LifecycleContract(ContractBase):
             for name, (value, _) in waited.items()
             if isinstance(value, ResultTimeoutError)
         ]
+        wrong += asyncio.run(_async_after_close(connect_async_store, new_id))
         assert not wrong, "after close():\n  " + "\n  ".join(wrong)
         assert other.get(kept.task_id) == kept, "closing one client broke another"
 
     def test_lifecycle_dead_server_fails_every_call_within_its_bound(
-        self, dead_server: DeadServer | None, new_id: IdFactory
+        self,
+        dead_server: DeadServer | None,
+        store_options: Mapping[str, Any],
+        store_plugins: Sequence[object],
+        new_id: IdFactory,
     ) -> None:
         if dead_server is None:
             pytest.skip(_NO_DEAD_SERVER)
         import resultstore
 
         opened: list[ResultStore] = []
+        options = {**store_options, **dead_server.options}
 
         def connect() -> ResultStore:
-            client = resultstore.connect(dead_server.url, **dead_server.options)
+            client = resultstore.connect(dead_server.url, plugins=store_plugins, **options)
             opened.append(client)
             return client
 

@@ -12,14 +12,17 @@ import itertools
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 import pytest
 from hypothesis import HealthCheck, settings
 from resultstore import ResultStore
 from resultstore.protocols import Capability
+
+if TYPE_CHECKING:
+    from resultstore.aio import AsyncResultStore
 
 __all__ = [
     "ContractBase",
@@ -192,6 +195,22 @@ class ContractBase:
         yield connect
         for client in reversed(opened):
             client.close()
+
+    @pytest.fixture
+    def connect_async_store(
+        self,
+        resultstore_url: str,
+        store_options: Mapping[str, Any],
+        store_plugins: Sequence[object],
+    ) -> Callable[[], Awaitable[AsyncResultStore]]:
+        """An asyncio client of the same store as the ``store`` fixture (call in a loop)."""
+
+        async def connect() -> AsyncResultStore:
+            from resultstore.aio import connect_async
+
+            return await connect_async(resultstore_url, plugins=store_plugins, **store_options)
+
+        return connect
 
     @pytest.fixture
     def store(self, connect_store: StoreFactory) -> ResultStore:
