@@ -6,6 +6,7 @@ from resultstore_contract.asyncio_api import AsyncContract
 from resultstore_contract.bad_input import BadInputContract
 from resultstore_contract.basic import BasicContract
 from resultstore_contract.bulk import BulkContract
+from resultstore_contract.chord_body import ChordBodyContract
 from resultstore_contract.expiry import ExpiryContract
 from resultstore_contract.ids import IdsContract
 from resultstore_contract.lifecycle import LifecycleContract
@@ -54,6 +55,7 @@ class BackendContract(
     PayloadContract,
     IdsContract,
     BulkContract,
+    ChordBodyContract,
     BasicContract,
 ):
     """Every check of the contract. Subclass it as ``Test<YourBackend>`` and set ``url``::

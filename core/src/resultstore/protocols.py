@@ -28,6 +28,7 @@ __all__ = [
     "SupportsBatchStore",
     "SupportsBulkGet",
     "SupportsCarriedResults",
+    "SupportsChordBody",
     "SupportsChords",
     "SupportsCleanup",
     "SupportsGroups",
@@ -146,6 +147,41 @@ class SupportsChords(Protocol):
 
     def get_chord(self, group_id: str) -> ChordState | None:
         """The chord's progress, or None."""
+        ...
+
+
+@runtime_checkable
+class SupportsChordBody(Protocol):
+    """Chords whose completion is recoverable: the store remembers whether the body was sent.
+
+    Optional, found with ``isinstance``; :class:`~resultstore.store.ResultStore`
+    falls back to "nothing to recover" for backends without it. The caller
+    that completes a chord (``chord_part_return`` returned ``complete``)
+    sends the body and then calls :meth:`mark_chord_body_sent`. If it dies
+    in between, a later caller (a redelivered part, which comes back as a
+    ``duplicate``) calls :meth:`claim_chord_body` until it gets the results
+    and sends the body itself, or learns the body was sent.
+    """
+
+    def claim_chord_body(self, group_id: str, lease: float) -> ChordOutcome | None:
+        """Claim the sending of a complete chord's body that is not marked sent.
+
+        Returns None when the chord is unknown or expired, not complete, or
+        its body is marked sent: nothing to do. Otherwise, atomically: when
+        no claim exists, or the last one is at least ``lease`` seconds old,
+        the caller gets the claim (stamped now) and a ``ChordOutcome`` with
+        ``complete=True`` and every part's result (``index`` is -1); while a
+        younger claim stands (the first call only records one), it gets
+        ``complete=False`` and should ask again later. So a body whose sender
+        died is sent ``lease`` seconds after the first claim, by one caller.
+        """
+        ...
+
+    def mark_chord_body_sent(self, group_id: str) -> None:
+        """Remember that the complete chord's body was sent: claims return None from now on.
+
+        Unknown, expired or incomplete chords are left alone.
+        """
         ...
 
 

@@ -28,6 +28,7 @@ from resultstore.protocols import (
     ResultBackend,
     SupportsBatchStore,
     SupportsBulkGet,
+    SupportsChordBody,
     SupportsChords,
     SupportsCleanup,
     SupportsGroups,
@@ -282,6 +283,25 @@ class ResultStore:
         """Record header part ``index``; ``complete`` is True for exactly one caller."""
         chords = cast(SupportsChords, self._require(Capability.CHORDS, "chord_part_return"))
         check_group_id(group_id)
+    def claim_chord_body(self, group_id: str, lease: float) -> ChordOutcome | None:
+        """Claim the sending of a complete chord's unsent body (see :class:`SupportsChordBody`).
+
+        Backends that do not remember whether a body was sent answer None
+        (nothing to recover).
+        """
+        self._require(Capability.CHORDS, "claim_chord_body")
+        if not lease > 0:
+            raise ValueError(f"lease must be a positive number of seconds, got {lease!r}")
+        if not isinstance(self.backend, SupportsChordBody):
+            return None
+        return self.backend.claim_chord_body(check_group_id(group_id), lease)
+
+    def mark_chord_body_sent(self, group_id: str) -> None:
+        """Remember that a complete chord's body was sent (a no-op where not remembered)."""
+        self._require(Capability.CHORDS, "mark_chord_body_sent")
+        if isinstance(self.backend, SupportsChordBody):
+            self.backend.mark_chord_body_sent(check_group_id(group_id))
+
         check_result(result)
         outcome = chords.chord_part_return(group_id, index, result)
         if self._observed:

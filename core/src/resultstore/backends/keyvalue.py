@@ -8,7 +8,9 @@ Every key starts with the backend's ``prefix`` (default ``resultstore:``)::
     <prefix>chord:<group_id>:size      the header size, ASCII decimal
     <prefix>chord:<group_id>:parts     set of the part indices received (decimal strings)
     <prefix>chord:<group_id>:part:<i>  the payload of header part i
-    <prefix>chord:<group_id>:done      b"1" once one caller has completed the chord
+    <prefix>chord:<group_id>:done      set once one caller has completed the chord: b"unsent",
+                                       then b"claimed:<unix time>" while a caller recovers the
+                                       body, b"1" once the body was sent (or before this was kept)
 
 A result's state is kept on a line of its own before the payload (percent-encoded),
 so that enforcing "a ready state is final" never has to decode a payload, whatever
@@ -62,6 +64,9 @@ Clock = Callable[[], float]
 
 _FRAME_MAGIC = b"rskv1 state="
 _MIN_SWEEP_INTERVAL = 1024
+# The chord's done marker while its body is not known to be sent (SupportsChordBody).
+_UNSENT = b"unsent"
+_CLAIMED = b"claimed:"
 # A state is a short name; the bound only keeps a damaged value from being scanned whole.
 _MAX_FRAME = 1024
 
@@ -375,7 +380,7 @@ class KeyValueBackend:
             parts = self._chord_results(group_id, size)
             # The done marker makes completion once-only even if the parts set was
             # lost and rebuilt (expired, evicted, deleted by hand).
-            if self.kv.compare_and_set(self._chord_key(group_id, "done"), None, b"1", ttl):
+            if self.kv.compare_and_set(self._chord_key(group_id, "done"), None, _UNSENT, ttl):
                 results = parts
         return ChordOutcome(
             group_id=group_id,
@@ -406,6 +411,41 @@ class KeyValueBackend:
             return None
         size, _ = found
         keys = [self._chord_key(group_id, "done")]
+    def claim_chord_body(self, group_id: str, lease: float) -> ChordOutcome | None:
+        found = self._chord_size(group_id)
+        if found is None:
+            return None
+        size, _ = found
+        done_key = self._chord_key(group_id, "done")
+        mark = self.kv.get(done_key)
+        if mark is None or not (mark == _UNSENT or bytes(mark).startswith(_CLAIMED)):
+            return None  # open, or its body was sent
+        now = time.time()
+        claimed = None
+        if mark != _UNSENT:
+            try:
+                claimed = float(bytes(mark)[len(_CLAIMED) :])
+            except ValueError:
+                claimed = 0.0  # unreadable: treat as an old claim
+        stamp = _CLAIMED + repr(now).encode("ascii")
+        if claimed is not None and now - claimed < lease:
+            return ChordOutcome(group_id, -1, received=size, size=size)
+        if not self.kv.compare_and_set(done_key, mark, stamp, self._expires):
+            return ChordOutcome(group_id, -1, received=size, size=size)  # someone else moved it
+        if claimed is None:
+            return ChordOutcome(group_id, -1, received=size, size=size)  # the first claim waits
+        results = self._chord_results(group_id, size)
+        return ChordOutcome(group_id, -1, complete=True, received=size, size=size, results=results)
+
+    def mark_chord_body_sent(self, group_id: str) -> None:
+        done_key = self._chord_key(group_id, "done")
+        for _ in range(MAX_STORE_ATTEMPTS):
+            mark = self.kv.get(done_key)
+            if mark is None or not (mark == _UNSENT or bytes(mark).startswith(_CLAIMED)):
+                return
+            if self.kv.compare_and_set(done_key, mark, b"1", self._expires):
+                return
+
         keys += [self._part_key(group_id, i) for i in range(size)]
         values = self.kv.get_many(keys)
         received = frozenset(i for i, value in enumerate(values[1:]) if value is not None)

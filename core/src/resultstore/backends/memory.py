@@ -44,6 +44,9 @@ class _Chord:
     completed: bool = False
     expires_at: float | None = None
 
+    #: when the sending of the body was last claimed (SupportsChordBody).
+    body_claimed_at: float | None = None
+    body_sent: bool = False
 
 class MemoryListener:
     """A push listener fed directly by the store it listens to."""
@@ -290,6 +293,30 @@ class MemoryBackend:
             return ChordState(group_id, chord.size, frozenset(chord.parts), chord.completed)
 
     # -- cleanup and push --------------------------------------------------------
+
+    def claim_chord_body(self, group_id: str, lease: float) -> ChordOutcome | None:
+        with self.data.lock:
+            chord = self._chord(group_id)
+            if chord is None or not chord.completed or chord.body_sent:
+                return None
+            now = self._clock()
+            claimed = chord.body_claimed_at
+            if claimed is None or now - claimed < lease:
+                if claimed is None:
+                    chord.body_claimed_at = now
+                return ChordOutcome(group_id, -1, received=len(chord.parts), size=chord.size)
+            chord.body_claimed_at = now
+            parts = [chord.parts[i] for i in range(chord.size)]
+        results = tuple(self._serializer.loads(p, TaskResult) for p in parts)
+        return ChordOutcome(
+            group_id, -1, complete=True, received=len(parts), size=len(parts), results=results
+        )
+
+    def mark_chord_body_sent(self, group_id: str) -> None:
+        with self.data.lock:
+            chord = self._chord(group_id)
+            if chord is not None and chord.completed:
+                chord.body_sent = True
 
     def cleanup(self) -> int:
         with self.data.lock:

@@ -66,6 +66,8 @@ _SCHEMA = (
     )""",
     """CREATE INDEX IF NOT EXISTS groups_expires_at
         ON groups (expires_at) WHERE expires_at IS NOT NULL""",
+    # completed: 0 open; 1 complete, body sent (or completed before bodies
+    # were tracked); 2 complete, body not sent; 3 + t: as 2, sending claimed at t.
     """CREATE TABLE IF NOT EXISTS chords (
         group_id TEXT PRIMARY KEY,
         size INTEGER NOT NULL,
@@ -97,6 +99,10 @@ _UPSERT_RESULT = f"""
 """
 
 _LIVE = "(expires_at IS NULL OR expires_at > ?)"
+# chords.completed beyond 1: the body is not sent yet, and (from 3 on) when
+# its sending was last claimed (SupportsChordBody).
+_BODY_UNSENT = 2
+_BODY_CLAIMED = 3
 
 
 def database_path(url: BackendURL) -> Path:
@@ -466,7 +472,9 @@ class SQLiteBackend:
             ).fetchone()
             complete = not duplicate and not completed and received == size
             if complete:
-                conn.execute("UPDATE chords SET completed = 1 WHERE group_id = ?", (group_id,))
+                conn.execute(
+                    f"UPDATE chords SET completed = {_BODY_UNSENT} WHERE group_id = ?", (group_id,)
+                )
                 parts = [
                     p
                     for (p,) in conn.execute(
@@ -500,6 +508,46 @@ class SQLiteBackend:
                 )
             )
         return ChordState(group_id, int(row[0]), received, bool(row[1]))
+
+    def claim_chord_body(self, group_id: str, lease: float) -> ChordOutcome | None:
+        now = self._clock()
+        parts: list[bytes] = []
+        with self._write() as conn:
+            row = conn.execute(
+                f"SELECT size, completed FROM chords WHERE group_id = ? AND {_LIVE}",
+                (group_id, now),
+            ).fetchone()
+            if row is None or float(row[1]) < _BODY_UNSENT:
+                return None  # unknown, open, or its body was sent
+            size, mark = int(row[0]), float(row[1])
+            claimed = None if mark == _BODY_UNSENT else mark - _BODY_CLAIMED
+            taken = claimed is not None and now - claimed >= lease
+            if claimed is None or taken:
+                conn.execute(
+                    "UPDATE chords SET completed = ? WHERE group_id = ?",
+                    (_BODY_CLAIMED + max(now, 0.0), group_id),
+                )
+            if taken:
+                parts = [
+                    p
+                    for (p,) in conn.execute(
+                        "SELECT payload FROM chord_parts WHERE group_id = ? ORDER BY idx",
+                        (group_id,),
+                    )
+                ]
+        if not taken:
+            return ChordOutcome(group_id, -1, received=size, size=size)
+        results = tuple(self._serializer.loads(p, TaskResult) for p in parts)
+        return ChordOutcome(
+            group_id, -1, complete=True, received=len(results), size=size, results=results
+        )
+
+    def mark_chord_body_sent(self, group_id: str) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE chords SET completed = 1 WHERE group_id = ? AND completed >= ?",
+                (group_id, _BODY_UNSENT),
+            )
 
     # -- cleanup -------------------------------------------------------------
 

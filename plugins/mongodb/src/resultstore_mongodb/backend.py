@@ -4,7 +4,8 @@ Collections (in ``database``, default the URL's path or ``resultstore``)::
 
     resultstore_taskmeta    one document per task (_id = task id), see documents.py
     resultstore_groupmeta   one document per group (_id = group id)
-    resultstore_chordmeta   one document per chord: size, received indices, parts
+    resultstore_chordmeta   one document per chord: size, received indices, parts (and,
+                            once complete, body_claimed_at / body_sent: SupportsChordBody)
 
 Every collection has a TTL index on ``expires_at``, so MongoDB deletes what
 expired by itself; reads treat an expired document as missing meanwhile
@@ -659,6 +660,44 @@ class MongoBackend:
         removed = self.retry(lambda: self.results.delete_many(expired)).deleted_count
         self.retry(lambda: self.groups.delete_many(expired))
         self.retry(lambda: self.chords.delete_many(expired))
+    def claim_chord_body(self, group_id: str, lease: float) -> ChordOutcome | None:
+        now = self.now()
+        doc = self.retry(
+            lambda: self.chords.find_one(
+                {"_id": group_id},
+                {"size": 1, "count": 1, "expires_at": 1, "body_sent": 1, "body_claimed_at": 1},
+            )
+        )
+        if doc is None or not live(doc, now) or "size" not in doc or doc.get("body_sent"):
+            return None
+        size = int(doc["size"])
+        if not 0 < size <= int(doc.get("count", 0)):
+            return None  # open
+        clock = float(self._clock())
+        claimed = doc.get("body_claimed_at")
+        pending = ChordOutcome(group_id, -1, received=size, size=size)
+        if isinstance(claimed, int | float) and clock - float(claimed) < lease:
+            return pending
+        # Compare-and-set on the claim just read: one caller moves it.
+        before = claimed if isinstance(claimed, int | float) else {"$exists": False}
+        moved = self.retry(
+            lambda: self.chords.update_one(
+                {"_id": group_id, "body_claimed_at": before, "body_sent": {"$ne": True}},
+                {"$set": {"body_claimed_at": clock}},
+            )
+        )
+        if moved.modified_count != 1 or not isinstance(claimed, int | float):
+            return pending  # lost the race, or the first claim, which waits
+        results = self._chord_results(group_id, size)
+        return ChordOutcome(group_id, -1, complete=True, received=size, size=size, results=results)
+
+    def mark_chord_body_sent(self, group_id: str) -> None:
+        self.retry(
+            lambda: self.chords.update_one(
+                {"_id": group_id}, {"$set": {"body_sent": True}, "$unset": {"body_claimed_at": ""}}
+            )
+        )
+
         return int(removed)
 
     def listener(self) -> ChangeStreamListener:

@@ -7,7 +7,9 @@ Keys (under ``key_prefix``, default ``resultstore:``)::
     group:{<gid>}             the group payload
     chord:{<gid>}:size        the expected number of header parts
     chord:{<gid>}:parts       hash: part index -> part payload
-    chord:{<gid>}:done        token of the call that completed the chord
+    chord:{<gid>}:done        token of the call that completed the chord; "sent" once
+                              the body was sent (SupportsChordBody)
+    chord:{<gid>}:done:body   when the sending of an unsent body was last claimed (ms)
 
 The ``{<gid>}`` hash tag keeps a group's keys on one Cluster node, so the
 chord script runs there.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -76,6 +79,8 @@ class RedisBackend:
         self.retry = Retrier(config.url.redacted(), settings.retry_total)
         self._store_script = self.client.register_script(scripts.STORE)
         self._chord_script = self.client.register_script(scripts.CHORD_PART)
+        self._claim_script = self.client.register_script(scripts.CHORD_BODY_CLAIM)
+        self._sent_script = self.client.register_script(scripts.CHORD_BODY_SENT)
         # Plain pools (TCP, TLS, unix socket) take the direct path for the hot
         # commands; sentinel and cluster keep redis-py's routing and failover.
         pool = None if self.cluster else self.client.connection_pool
@@ -305,6 +310,27 @@ class RedisBackend:
 
     def get_chord(self, group_id: str) -> ChordState | None:
         size_key, parts_key, done_key = self._chord_keys(group_id)
+    def claim_chord_body(self, group_id: str, lease: float) -> ChordOutcome | None:
+        _, parts_key, done_key = self._chord_keys(group_id)
+        keys = [done_key, f"{done_key}:body", parts_key]
+        now_ms = str(int(time.time() * 1000))
+        lease_ms = str(max(1, int(lease * 1000)))
+        reply = self._script(self._claim_script, keys, [now_ms, lease_ms, self._ttl_ms])
+        status = int(reply[0])
+        if status == 0:
+            return None
+        if status == 1:
+            return ChordOutcome(group_id, -1)
+        flat = reply[1]
+        parts = {int(flat[i]): flat[i + 1] for i in range(0, len(flat), 2)}
+        results = tuple(self._serializer.loads(parts[i], TaskResult) for i in range(len(parts)))
+        size = len(results)
+        return ChordOutcome(group_id, -1, complete=True, received=size, size=size, results=results)
+
+    def mark_chord_body_sent(self, group_id: str) -> None:
+        done_key = self._chord_keys(group_id)[2]
+        self._script(self._sent_script, [done_key, f"{done_key}:body"], [])
+
 
         def run() -> list[Any]:
             pipe = self.client.pipeline(transaction=False)

@@ -7,7 +7,7 @@ without decoding the payload, and lets GET/MGET stay single commands.
 
 from __future__ import annotations
 
-__all__ = ["CHORD_PART", "STORE"]
+__all__ = ["CHORD_BODY_CLAIM", "CHORD_BODY_SENT", "CHORD_PART", "STORE"]
 
 #: KEYS[1] result key. ARGV: value, state, ttl ms ("0" = keep), overwrite
 #: ("1"/"0"), channel. Returns {stored 0/1, previous state or false}. The
@@ -62,4 +62,33 @@ if (not done and received == size and added == 1) or done == ARGV[4] then
   return {1, added, received, size, redis.call('HGETALL', KEYS[2])}
 end
 return {0, added, received, size}
+"""
+
+#: KEYS: done key, body claim key, parts hash. ARGV: now (ms), lease (ms),
+#: ttl ms ("0" = keep). The done key of a complete chord holds the token of
+#: the call that completed it, or "sent" once its body was sent; the claim
+#: key holds when the sending of the body was last claimed. Returns {0}:
+#: nothing to do (open, unknown or sent), {1}: a claim stands (the first call
+#: only records one), {2, parts as field/value list}: the caller has the claim.
+CHORD_BODY_CLAIM = """
+local done = redis.call('GET', KEYS[1])
+if not done or done == 'sent' then return {0} end
+local claimed = redis.call('GET', KEYS[2])
+if claimed and tonumber(ARGV[1]) - tonumber(claimed) < tonumber(ARGV[2]) then return {1} end
+if ARGV[3] == '0' then
+  redis.call('SET', KEYS[2], ARGV[1])
+else
+  redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[3])
+end
+if not claimed then return {1} end
+return {2, redis.call('HGETALL', KEYS[3])}
+"""
+
+#: KEYS: done key, body claim key. Marks a complete chord's body sent.
+CHORD_BODY_SENT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('SET', KEYS[1], 'sent', 'KEEPTTL')
+  redis.call('DEL', KEYS[2])
+end
+return 1
 """
