@@ -183,11 +183,17 @@ def test_oversized_result_names_its_size_and_the_limit(codec: str) -> None:
     assert isinstance(error, EncodeError)
 
 
-def test_the_size_limit_applies_after_compression() -> None:
+def test_the_size_limit_applies_before_and_after_compression() -> None:
+    # Before: readers stop inflating at the limit, so a writer may not go past it.
     result = TaskResult("t1", State.SUCCESS, "x" * 5000)
-    serializer("json", "zlib", max_result_size=1000).dumps(result)
-    with pytest.raises(ResultTooLargeError):
+    with pytest.raises(ResultTooLargeError, match="before compression"):
+        serializer("json", "zlib", max_result_size=1000).dumps(result)
+    with pytest.raises(ResultTooLargeError, match="enable compression"):
         serializer("json", None, max_result_size=1000).dumps(result)
+    # After: the final bytes count, so compression lets a body near the limit fit.
+    near = TaskResult("t1", State.SUCCESS, "x" * 900)
+    ser = serializer("json", "zlib", max_result_size=1000, compress_threshold=0)
+    assert ser.loads(ser.dumps(near), TaskResult) == near
 
 
 def test_no_size_limit_when_max_result_size_is_none() -> None:

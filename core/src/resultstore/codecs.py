@@ -147,13 +147,41 @@ CODECS: Mapping[str, Codec] = {
 
 @attrs.frozen
 class Compression:
+    """A compression: ``decompress(data, limit)`` never holds more than
+    ``limit + 1`` bytes of output and raises ``_Inflated`` past it."""
+
     name: str
     compress: Callable[[bytes, int | None], bytes]
-    decompress: Callable[[bytes], bytes]
+    decompress: Callable[[bytes, int | None], bytes]
+
+
+class _Inflated(Exception):
+    """A body decompresses to more than the limit (``size`` is what is known of it)."""
+
+    def __init__(self, size: int | None) -> None:
+        super().__init__(size)
+        self.size = size
+
+
+#: output taken per step of a streamed decompression with no declared size.
+_STEP = 1024 * 1024
 
 
 def _zlib_compress(data: bytes, level: int | None) -> bytes:
     return zlib.compress(data, 6 if level is None else level)
+
+
+def _zlib_decompress(data: bytes, limit: int | None) -> bytes:
+    if limit is None:
+        return zlib.decompress(data)
+    inflater = zlib.decompressobj()
+    # max_length stops zlib itself: a bomb never inflates past limit + 1 bytes.
+    out = inflater.decompress(data, limit + 1)
+    if len(out) > limit:
+        raise _Inflated(None)
+    if not inflater.eof:
+        raise zlib.error("incomplete or truncated stream")
+    return out
 
 
 def _zstd_module() -> Any:
@@ -170,12 +198,30 @@ def _zstd_compress(data: bytes, level: int | None) -> bytes:
     return _zstd_module().ZstdCompressor(level=3 if level is None else level).compress(data)  # type: ignore[no-any-return]  # untyped optional library
 
 
-def _zstd_decompress(data: bytes) -> bytes:
-    return _zstd_module().ZstdDecompressor().decompress(data)  # type: ignore[no-any-return]  # untyped optional library
+def _zstd_decompress(data: bytes, limit: int | None) -> bytes:
+    zstandard = _zstd_module()
+    size: int = zstandard.frame_content_size(data)
+    if size >= 0:
+        # The frame declares its size: refuse before allocating anything, and
+        # decompression never writes past the size it declared.
+        if limit is not None and size > limit:
+            raise _Inflated(size)
+        return zstandard.ZstdDecompressor().decompress(data)  # type: ignore[no-any-return]  # untyped optional library
+    # No declared size (not what resultstore writes): stream, a step at a time.
+    reader = zstandard.ZstdDecompressor().stream_reader(data)
+    out = bytearray()
+    while True:
+        step = _STEP if limit is None else min(_STEP, limit + 1 - len(out))
+        chunk = reader.read(step)
+        if not chunk:
+            return bytes(out)
+        out += chunk
+        if limit is not None and len(out) > limit:
+            raise _Inflated(None)
 
 
 COMPRESSIONS: Mapping[str, Compression] = {
-    "zlib": Compression("zlib", _zlib_compress, zlib.decompress),
+    "zlib": Compression("zlib", _zlib_compress, _zlib_decompress),
     "zstd": Compression("zstd", _zstd_compress, _zstd_decompress),
 }
 
@@ -312,7 +358,12 @@ def encode_payload(obj: Any, options: CodecOptions) -> bytes:
             f"cannot encode {type(obj).__name__} with codec={codec.name}: {exc}{hint}"
         ) from exc
     fields = {"codec": codec.name}
+    limit = options.max_result_size
     if options.compression is not None and len(body) > options.compress_threshold:
+        if limit is not None and len(body) > limit:
+            # A reader stops inflating at its limit: refuse what it could not read.
+            ident = getattr(obj, "task_id", None) or getattr(obj, "group_id", "?")
+            raise ResultTooLargeError(str(ident), len(body), limit, compressed=True)
         body = COMPRESSIONS[options.compression].compress(body, options.compress_level)
         fields["comp"] = options.compression
     return make_envelope(fields, body)
@@ -354,10 +405,22 @@ def decode_payload(payload: bytes, cls: type[T], options: CodecOptions) -> T:
                 f"stored payload uses compression {comp!r}, which this resultstore does "
                 f"not know; known: {', '.join(sorted(COMPRESSIONS))}"
             )
+        limit = options.max_result_size
         try:
-            body = COMPRESSIONS[comp].decompress(body)
+            body = COMPRESSIONS[comp].decompress(body, limit)
         except UnknownCodecError:
             raise
+        except _Inflated as exc:
+            assert limit is not None  # only a limit raises it
+            size = f"{exc.size:,} bytes" if exc.size is not None else "more than that"
+            raise CorruptPayloadError(
+                f"stored payload decompresses ({comp}) past this reader's max_result_size "
+                f"of {limit:,} bytes (to {size}); decompression stopped there. A writer "
+                f"with a larger limit wrote it, or it is a decompression bomb: if you trust "
+                f"every writer, raise max_result_size on this reader (for example "
+                f"connect(url, max_result_size='256m') or ?max_result_size=256m), else "
+                f"forget the task"
+            ) from None
         except Exception as exc:
             raise CorruptPayloadError(
                 f"stored payload does not decompress with {comp}: {exc}"

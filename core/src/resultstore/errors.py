@@ -123,15 +123,18 @@ class EncodeError(PayloadError):
 class ResultTooLargeError(EncodeError):
     """An encoded result is larger than the configured ``max_result_size``."""
 
-    def __init__(self, task_id: str, size: int, limit: int) -> None:
+    def __init__(self, task_id: str, size: int, limit: int, *, compressed: bool = False) -> None:
         self.task_id = task_id
         self.size = size
         self.limit = limit
+        # The limit bounds a body before compression too: readers stop inflating there.
+        what = "before compression" if compressed else ""
+        cure = "" if compressed else "enable compression, "
         super().__init__(
-            f"result of task {task_id!r} encodes to {size:,} bytes, over the "
-            f"max_result_size limit of {limit:,} bytes; store a reference to "
-            f"the data instead (a file or object-store key), enable compression, "
-            f"or raise max_result_size"
+            f"result of task {task_id!r} encodes to {size:,} bytes{' ' if what else ''}{what}, "
+            f"over the max_result_size limit of {limit:,} bytes; store a reference to "
+            f"the data instead (a file or object-store key), {cure}or raise max_result_size "
+            f"(on readers too)"
         )
 
 
