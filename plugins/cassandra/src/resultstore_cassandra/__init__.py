@@ -1,0 +1,13 @@
+"""resultstore-cassandra: the Apache Cassandra backend for resultstore.
+
+Importing this package imports no client library; the backend module does,
+when a ``cassandra://`` URL is first used.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+
+__version__ = importlib.metadata.version("resultstore-cassandra")
+
+__all__ = ["__version__"]
