@@ -11,7 +11,6 @@ reach the size. See :mod:`resultstore_memcached.keys` for the keys.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import os
 import random
@@ -23,7 +22,7 @@ from urllib.parse import quote, unquote
 
 # pymemcache ships no type information.
 from pymemcache.client.base import Client  # type: ignore[import-untyped]
-from pymemcache.exceptions import MemcacheServerError  # type: ignore[import-untyped]
+from pymemcache.exceptions import MemcacheError  # type: ignore[import-untyped]
 from resultstore.codecs import Serializer
 from resultstore.config import BackendConfig
 from resultstore.errors import (
@@ -55,6 +54,8 @@ __all__ = ["MAX_STORE_ATTEMPTS", "MemcachedBackend"]
 T = TypeVar("T")
 #: a result to store: its key, state and framed value.
 Write = tuple[str, str, bytes]
+#: what a refused item size names: the task id, the item's size, what the item is.
+Sizing = tuple[str, int, str]
 
 #: gets/cas rounds one store tries before giving up. Each lost round means
 #: another writer's store went through, so only a key rewritten without pause
@@ -96,6 +97,12 @@ def _get_many(client: Client, chunk: list[str]) -> dict[str, Any]:
     return found
 
 
+def _bound(
+    op: Callable[[Client, list[str]], dict[str, Any]], chunk: list[str]
+) -> Callable[[Client], dict[str, Any]]:
+    return lambda client: op(client, chunk)
+
+
 def _backoff(attempt: int) -> None:
     # The first retry goes at once (the usual race is one other writer); then
     # random sleeps spread writers that keep colliding on one key.
@@ -134,8 +141,23 @@ class MemcachedBackend:
     def _exptime(self) -> int:
         return exptime(self._expires)
 
-    def _run(self, tag: str, fn: Callable[[Client], T]) -> T:
-        """``fn`` on the node that holds ``tag``, retried after connection errors."""
+    def _error(self, exc: MemcacheError, node: Node, sizing: Sizing | None) -> BaseException:
+        """What to raise for an error reply: the item size, or a clear unavailable error."""
+        text = str(exc)
+        if sizing is not None and ("too large" in text or "out of memory" in text):
+            label, size, what = sizing
+            limit = node.item_size_max() or 0
+            return ItemTooLargeError(label, size, limit, node.name, what=what)
+        return BackendUnavailableError(
+            f"memcached at {node.name} answered with an error ({type(exc).__name__}: {text}); "
+            f"check that the address is a memcached server (1.5.3 or later) and its log"
+        )
+
+    def _run(self, tag: str, fn: Callable[[Client], T], sizing: Sizing | None = None) -> T:
+        """``fn`` on the node that holds ``tag``, retried after connection errors.
+
+        ``sizing`` (label, item size, what) turns a refused item size into
+        :class:`ItemTooLargeError`."""
         ring = self.ring
 
         def attempt() -> T:
@@ -145,6 +167,8 @@ class MemcachedBackend:
             except RETRYABLE:
                 ring.failed(node)
                 raise
+            except MemcacheError as exc:
+                raise self._error(exc, node, sizing) from None
 
         return self.retry(attempt)
 
@@ -159,28 +183,58 @@ class MemcachedBackend:
                 f"memcached at {node.name} failed during {what} ({type(exc).__name__}: {exc}); "
                 f"it is not sent again because it may have counted already"
             ) from exc
+        except MemcacheError as exc:
+            raise self._error(exc, node, None) from None
 
-    def _too_large(
-        self, exc: MemcacheServerError, node: Node, label: str, size: int, what: str
-    ) -> BaseException:
-        text = str(exc)
-        if "too large" not in text and "out of memory" not in text:
-            error: BaseException = exc
-            return error
-        limit = node.item_size_max() or 0
-        return ItemTooLargeError(label, size, limit, node.name, what=what)
+    def _per_node(
+        self,
+        keys: Sequence[str],
+        tag: Callable[[str], str],
+        op: Callable[[Client, list[str]], dict[str, Any]],
+        sizing: Sizing | None = None,
+    ) -> tuple[dict[str, Any], int]:
+        """``op`` over every key, ``read_batch`` keys at a time on the node that holds
+        them; after a connection error only the keys not done yet are placed again
+        (the ring may have moved them) and sent. Returns what ``op`` returned, merged,
+        and how many tries it took."""
+        out: dict[str, Any] = {}
+        pending = dict.fromkeys(keys)
+        batch = self.settings.read_batch
+        ring = self.ring
+        tries = 0
+
+        def attempt() -> None:
+            nonlocal tries
+            tries += 1
+            groups: dict[int, tuple[Node, list[str]]] = {}
+            if ring.single is not None:
+                groups[0] = (ring.single, list(pending))
+            else:
+                for key in pending:
+                    node = ring.pick(tag(key))
+                    groups.setdefault(id(node), (node, []))[1].append(key)
+            for node, node_keys in groups.values():
+                for start in range(0, len(node_keys), batch):
+                    chunk = node_keys[start : start + batch]
+                    try:
+                        out.update(node.call(_bound(op, chunk)))
+                    except RETRYABLE:
+                        ring.failed(node)
+                        raise
+                    except MemcacheError as exc:
+                        raise self._error(exc, node, sizing) from None
+                    for key in chunk:
+                        del pending[key]
+
+        if pending:
+            self.retry(attempt)
+        return out, tries
 
     def _write(
         self, tag: str, label: str, value: bytes, fn: Callable[[Client], T], what: str = ""
     ) -> T:
         """``_run`` for a command that stores ``value``: too large raises ItemTooLargeError."""
-        try:
-            return self._run(tag, fn)
-        except MemcacheServerError as exc:
-            error = self._too_large(exc, self.ring.pick(tag), label, len(value) + len(tag), what)
-            if error is exc:
-                raise
-            raise error from None
+        return self._run(tag, fn, (label, len(value) + len(tag), what))
 
     # -- values ----------------------------------------------------------------------
 
@@ -315,6 +369,10 @@ class MemcachedBackend:
 
     def _check_batch_sizes(self, results: Sequence[TaskResult], writes: Sequence[Write]) -> None:
         """Refuse a batch with an item its server would refuse, before any of it is sent."""
+        largest = max(len(key) + len(value) for key, _, value in writes) + _ITEM_OVERHEAD
+        limits = [node.item_size_max() for node in self.ring.nodes]
+        if all(limit is None or largest <= limit for limit in limits):
+            return
         for result, (key, _, value) in zip(results, writes, strict=True):
             node = self.ring.pick(key)
             limit = node.item_size_max()
@@ -332,8 +390,7 @@ class MemcachedBackend:
         ]
         if not writes:
             return []
-        if any(len(value) > 64 * 1024 for _, _, value in writes):
-            self._check_batch_sizes(results, writes)
+        self._check_batch_sizes(results, writes)
         first: dict[str, bytes] = {}
         for key, _, value in writes:
             first.setdefault(key, value)
@@ -363,31 +420,20 @@ class MemcachedBackend:
         return outcomes
 
     def _add_many(self, values: dict[str, bytes]) -> tuple[dict[str, bool], bool]:
-        """Pipelined ``add`` of every key: one round trip per server and batch."""
+        """Pipelined ``add`` of every key: one round trip per server and ``read_batch``
+        keys. Also returns whether any was sent twice (a "not stored" may be our own)."""
         expire = self._exptime()
-        batch = self.settings.read_batch
-        by_node: dict[str, list[str]] = {}
-        for key in values:
-            by_node.setdefault(self.ring.pick(key).name, []).append(key)
-        added: dict[str, bool] = {}
-        ambiguous = False
-        for keys in by_node.values():
-            for start in range(0, len(keys), batch):
-                chunk = {key: values[key] for key in keys[start : start + batch]}
-                tries = 0
 
-                def add(client: Client, chunk: dict[str, bytes] = chunk) -> dict[str, bool]:
-                    nonlocal tries
-                    tries += 1
-                    # pymemcache pipelines a storage command over many keys
-                    # (its set_many does the same with "set").
-                    replies = client._store_cmd(b"add", chunk, expire, False)
-                    return {key: bool(reply) for key, reply in replies.items()}
+        def add(client: Client, chunk: list[str]) -> dict[str, bool]:
+            # pymemcache pipelines a storage command over many keys (its
+            # set_many does the same with "set"); one reply per key, in order.
+            replies = client._store_cmd(b"add", {k: values[k] for k in chunk}, expire, False)
+            return {key: bool(reply) for key, reply in replies.items()}
 
-                first = next(iter(chunk))
-                added.update(self._write(first, first, chunk[first], add, "a result of this batch"))
-                ambiguous = ambiguous or tries > 1
-        return added, ambiguous
+        largest = max(len(value) for value in values.values())
+        sizing = ("", largest, "a result of this batch")
+        added, tries = self._per_node(list(values), lambda key: key, add, sizing)
+        return added, tries > 1
 
     # -- reading -------------------------------------------------------------------------
 
@@ -398,28 +444,7 @@ class MemcachedBackend:
 
     def _fetch(self, keys: Sequence[str], tag: Callable[[str], str]) -> dict[str, Any]:
         """Every key's raw value (missing ones left out), in chunks per server."""
-        found: dict[str, Any] = {}
-        pending = list(dict.fromkeys(keys))
-        batch = self.settings.read_batch
-
-        def fetch_pending() -> None:
-            by_node: dict[int, tuple[Node, list[str]]] = {}
-            for key in pending:
-                node = self.ring.pick(tag(key))
-                by_node.setdefault(id(node), (node, []))[1].append(key)
-            for node, node_keys in by_node.values():
-                for start in range(0, len(node_keys), batch):
-                    chunk = node_keys[start : start + batch]
-                    try:
-                        found.update(node.call(functools.partial(_get_many, chunk=chunk)))
-                    except RETRYABLE:
-                        self.ring.failed(node)
-                        raise
-                    done = set(chunk)
-                    pending[:] = [key for key in pending if key not in done]
-
-        if pending:
-            self.retry(fetch_pending)
+        found, _ = self._per_node(keys, tag, _get_many)
         return found
 
     def get_many(self, task_ids: Sequence[str]) -> dict[str, TaskResult | None]:
