@@ -50,7 +50,13 @@ from .mongodb import (
 )
 from .opensearch import opensearch_server, start_opensearch
 from .osmem import osmem_server, start_osmem
-from .rabbitmq import AMQP_HEADER, rabbitmq_server, start_rabbitmq
+from .rabbitmq import (
+    AMQP_HEADER,
+    RabbitMQNode,
+    rabbitmq_server,
+    start_rabbitmq,
+    start_rabbitmq_node,
+)
 from .redis import (
     redis_auth_server,
     redis_cluster_server,
@@ -69,6 +75,7 @@ __all__ = [
     "LOOPBACK",
     "CassandraCluster",
     "CassandraNode",
+    "RabbitMQNode",
     "Server",
     "ServerError",
     "ServerNotInstalledError",
@@ -109,6 +116,7 @@ __all__ = [
     "start_opensearch",
     "start_osmem",
     "start_rabbitmq",
+    "start_rabbitmq_node",
     "start_redis",
     "start_redis_cluster",
     "start_redis_sentinel",

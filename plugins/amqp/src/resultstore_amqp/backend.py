@@ -49,7 +49,14 @@ _tokens = itertools.count()
 
 #: kombu's connection class (untyped), called to make each connection.
 _KOMBU_CONNECTION: Any = kombu.connection.Connection
-_PUBLISH_ERRORS = (OSError, amqp.exceptions.AMQPError, kombu.exceptions.OperationalError)
+#: errors after which the producer reconnects and tries again. A channel error
+#: (a queue declared with other arguments, say) is the caller's to see as is.
+_PUBLISH_ERRORS = (
+    OSError,
+    amqp.exceptions.ConnectionError,
+    amqp.exceptions.RecoverableConnectionError,
+    kombu.exceptions.OperationalError,
+)
 
 
 def _message_id() -> str:
@@ -117,7 +124,7 @@ class AmqpBackend:
         if self._channel is None:
             connection = self.connection()
             try:
-                connection.ensure_connection(max_retries=1)
+                connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0)
                 self._channel = connection.channel()
             except Exception:
                 connection.release()
@@ -143,6 +150,9 @@ class AmqpBackend:
             for attempt in range(attempts):
                 try:
                     return action(self._publish_channel())
+                except amqp.exceptions.ChannelError:
+                    self._drop_producer()  # the broker closed the channel
+                    raise
                 except _PUBLISH_ERRORS as exc:
                     self._drop_producer()
                     if attempt + 1 >= attempts or isinstance(exc, amqp.exceptions.AccessRefused):
@@ -283,13 +293,15 @@ class AmqpBackend:
     # -- reading ------------------------------------------------------------------------
 
     def get(self, task_id: str) -> TaskResult | None:
-        entry = self.reader.get(task_id, self._clock())
-        if entry is None:
-            return None
-        return self._serializer.loads(entry.payload, TaskResult)
+        return self.get_many([task_id])[task_id]
 
     def get_many(self, task_ids: Sequence[str]) -> dict[str, TaskResult | None]:
-        return {task_id: self.get(task_id) for task_id in task_ids}
+        entries = self.reader.get_many(task_ids, self._clock())
+        loads = self._serializer.loads
+        return {
+            task_id: None if entry is None else loads(entry.payload, TaskResult)
+            for task_id, entry in entries.items()
+        }
 
     def forget(self, task_id: str) -> None:
         self.reader.forget(task_id)

@@ -182,18 +182,25 @@ class ReplyReader:
             finally:
                 self._outcomes.pop(message_id, None)
 
-    def get(self, task_id: str, now: float) -> Entry | None:
+    def get_many(self, task_ids: Iterable[str], now: float) -> dict[str, Entry | None]:
+        """The held entries (reading a ready one makes it evictable).
+
+        While the buffer is full, an id not held may be waiting in the broker:
+        that raises :class:`BacklogLimitError`, unless something was found,
+        since reading it made room and the reader goes on.
+        """
+        found: dict[str, Entry | None] = {}
         with self._lock:
-            entry = self._entries.get(task_id)
-            if entry is not None and entry.deadline is not None and entry.deadline <= now:
-                entry = None
-            if entry is None:
-                if self.full:
-                    raise self._backlog_error()
-                return None
-            if entry.ready and not entry.read:
-                self._mark_read(task_id, entry)
-            return entry
+            for task_id in task_ids:
+                entry = self._entries.get(task_id)
+                if entry is not None and entry.deadline is not None and entry.deadline <= now:
+                    entry = None
+                if entry is not None and entry.ready and not entry.read:
+                    self._mark_read(task_id, entry)
+                found[task_id] = entry
+            if self.full and all(entry is None for entry in found.values()):
+                raise self._backlog_error()
+        return found
 
     def forget(self, task_id: str) -> None:
         with self._lock:
@@ -428,7 +435,7 @@ class ReplyReader:
 
     def _setup(self) -> None:
         connection = self._connect()
-        connection.ensure_connection(max_retries=1)
+        connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0)
         channel = connection.channel()
         self._connection, self._channel = connection, channel
         self._consuming = set()
