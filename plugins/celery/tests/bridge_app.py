@@ -10,12 +10,13 @@ Tasks that record having run append a line to a file under ``BRIDGE_LOG_DIR``.
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
 
 from billiard.exceptions import RestartFreqExceeded  # type: ignore[import-untyped]  # untyped
-from celery import Celery  # type: ignore[import-untyped]  # celery ships no type information
+from celery import Celery, Signature  # type: ignore[import-untyped]  # celery ships no type information
 from celery.exceptions import (  # type: ignore[import-untyped]  # untyped
     ImproperlyConfigured,
     QueueNotFound,
@@ -114,6 +115,12 @@ def make_app(broker: str, backend: str, *, acks_late: bool = False, strict: bool
         time.sleep(delay)
         raise _ERRORS[kind](message)
 
+    @app.task(shared=False, name="bridge.grow", bind=True)
+    def grow(self: Any) -> int:
+        """A chord header part that tries to add a part to its own chord."""
+        self.add_to_chord(add.s(1, 1))
+        return 0
+
     @app.task(shared=False, name="bridge.record_error")
     def record_error(request: Any, exc: BaseException, traceback: str, log: str) -> None:
         """A new-style errback: Celery calls it with the failed request."""
@@ -147,8 +154,30 @@ def make_app(broker: str, backend: str, *, acks_late: bool = False, strict: bool
     return app
 
 
+def die_before_sending_bodies(marker: Path) -> None:
+    """Fault injection: the first chord body this process sends kills it (SIGKILL) instead.
+
+    Only when ``marker`` does not exist yet (it is created first), so the
+    process dies exactly once: after the store recorded the chord's last
+    part, before the body reaches the broker.
+    """
+    original = Signature.delay
+
+    def delay(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.task in ("bridge.tsum_logged",) and not marker.exists():
+            marker.touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return original(self, *args, **kwargs)
+
+    Signature.delay = delay
+
+
 app = make_app(
     os.environ.get("BRIDGE_BROKER", "memory://"),
     os.environ.get("BRIDGE_BACKEND", "resultstore+memory://"),
     acks_late=os.environ.get("BRIDGE_ACKS_LATE") == "1",
 )
+if os.environ.get("BRIDGE_CHORD_BODY_LEASE"):
+    app.conf.resultstore_chord_body_lease = float(os.environ["BRIDGE_CHORD_BODY_LEASE"])
+if os.environ.get("BRIDGE_DIE_BEFORE_BODY"):
+    die_before_sending_bodies(Path(os.environ["BRIDGE_DIE_BEFORE_BODY"]))

@@ -31,8 +31,10 @@ sys.path.insert(0, str(TESTS))
 import bridge_app  # noqa: E402  # importable only once the tests folder is on sys.path
 
 __all__ = [
+    "STORES",
     "Bridge",
     "Bridges",
+    "backend_url",
     "big_chord_bridge",
     "bridge",
     "bridges",
@@ -80,14 +82,19 @@ def start_worker(
     pool: str = "threads",
     concurrency: int = 4,
     acks_late: bool = False,
+    extra_env: dict[str, str] | None = None,
 ) -> ServerProcess:
-    """Start ``celery -A bridge_app worker`` and wait until it answers a ping."""
+    """Start ``celery -A bridge_app worker`` and wait until it answers a ping.
+
+    ``extra_env`` adds variables bridge_app reads (fault injection, settings).
+    """
     env = {
         "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
         "BRIDGE_BROKER": broker,
         "BRIDGE_BACKEND": backend,
         "BRIDGE_LOG_DIR": str(log_dir),
         "BRIDGE_ACKS_LATE": "1" if acks_late else "0",
+        **(extra_env or {}),
     }
     node = f"{name}-{uuid.uuid4().hex[:6]}@localhost"
     argv = [
@@ -121,7 +128,8 @@ def start_worker(
     return process
 
 
-def _backend_url(store: str, tmp: Path, servers: dict[str, Server]) -> str:
+def backend_url(store: str, tmp: Path, servers: dict[str, Server]) -> str:
+    """A fresh ``resultstore+...`` URL on ``store``: a file under ``tmp``, a new prefix or db."""
     name = f"bridge{uuid.uuid4().hex[:8]}"
     if store == "sqlite":
         return f"resultstore+sqlite:///{tmp / 'results.db'}"
@@ -149,7 +157,7 @@ class Bridges:
         tmp = self._tmp.mktemp(f"bridge-{store}")
         log_dir = tmp / "logs"
         log_dir.mkdir()
-        backend = _backend_url(store, tmp, self._servers)
+        backend = backend_url(store, tmp, self._servers)
         broker = f"redis://{redis.host}:{redis.port}/{_BROKER_DB[store]}"
         # Prefork on SQLite: each pool process opens the store after fork().
         pool, concurrency = ("prefork", 2) if store == "sqlite" else ("threads", 4)

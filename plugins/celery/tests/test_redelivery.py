@@ -1,4 +1,4 @@
-"""A worker killed in the middle of a chord, with acks_late: the chord still completes once."""
+"""Workers killed in the middle of a chord, with acks_late: the chord still completes once."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import uuid
 from pathlib import Path
 
 import bridge_app
+import pytest
 import resultstore
 from celery import chord  # type: ignore[import-untyped]  # untyped
-from conftest import start_worker
+from conftest import STORES, backend_url, start_worker
 from resultstore_contract.servers import Server, ServerProcess
 
 PARTS = 40
@@ -77,3 +78,54 @@ def test_worker_killed_mid_chord_completes_it_once(redis_server: Server, tmp_pat
         first.stop()
         app.backend.close()
         store.close()
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_body_lost_with_its_worker_is_sent_by_the_redelivered_part(
+    store: str, request: pytest.FixtureRequest, redis_server: Server, tmp_path: Path
+) -> None:
+    servers = {"redis": redis_server}
+    if store == "mongodb":
+        servers["mongodb"] = request.getfixturevalue("mongodb_server")
+    backend = backend_url(store, tmp_path, servers)
+    broker = f"redis://{redis_server.host}:{redis_server.port}/{5 + STORES.index(store)}"
+    log_dir = tmp_path / "logs"
+    log_dir.mkdir()
+    died = tmp_path / "died"
+    app = bridge_app.make_app(broker, backend, acks_late=True)
+    bodies = "bodies.log"
+
+    def start(name: str, **env: str) -> ServerProcess:
+        return start_worker(
+            tmp_path / name,
+            name,
+            broker=broker,
+            backend=backend,
+            log_dir=log_dir,
+            acks_late=True,
+            extra_env={"BRIDGE_CHORD_BODY_LEASE": "2", **env},
+        )
+
+    # The first worker records the chord's last part, then dies (SIGKILL)
+    # just before sending the body: the part's message stays unacknowledged.
+    first = start("first", BRIDGE_DIE_BEFORE_BODY=str(died))
+    second = None
+    try:
+        add, body = app.tasks["bridge.add"], app.tasks["bridge.tsum_logged"]
+        result = chord([add.s(i, 0) for i in range(PARTS)], body.s(log=bodies)).apply_async()
+        deadline = time.monotonic() + 60
+        while not (died.exists() and not first.running()):
+            assert time.monotonic() < deadline, "the first worker never reached the body"
+            time.sleep(0.05)
+        first.stop()
+        assert not (log_dir / bodies).exists()
+        # The redelivered last part finds the chord complete with its body
+        # unsent, and sends it once the completing worker's lease is over.
+        second = start("second")
+        assert result.get(timeout=60) == sum(range(PARTS))
+        assert (log_dir / bodies).read_text().splitlines() == [f"{PARTS} {sum(range(PARTS))}"]
+    finally:
+        if second is not None:
+            second.stop()
+        first.stop()
+        app.backend.close()

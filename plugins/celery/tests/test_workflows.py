@@ -342,6 +342,23 @@ def test_chord_get_raises_the_failing_part_exception(bridge: Bridge) -> None:
         result.get(timeout=TIMEOUT, follow_parents=False)
 
 
+def test_reapplied_frozen_chord_fails_at_the_call(bridge: Bridge) -> None:
+    add, tsum = bridge.task("add"), bridge.task("tsum")
+    canvas = chord([add.s(1, 1), add.s(2, 2)], tsum.s())
+    canvas.freeze()
+    assert canvas.apply_async().get(timeout=TIMEOUT) == 6
+    # Same group id, same task ids: results are final, so it cannot run again.
+    with pytest.raises(ChordError, match="completed already"):
+        canvas.apply_async()
+
+
+def test_add_to_chord_fails_at_the_call(bridge: Bridge) -> None:
+    add, grow, tsum = bridge.task("add"), bridge.task("grow"), bridge.task("tsum")
+    result = chord([grow.s(), add.s(1, 1)], tsum.s()).apply_async()
+    with pytest.raises(NotImplementedError, match=r"add_to_chord\(\) cannot grow it"):
+        result.get(timeout=TIMEOUT)
+
+
 def _slow_header(add: Any, pause: float) -> Iterator[Any]:
     yield add.s(1, 1)
     yield add.s(2, 2)

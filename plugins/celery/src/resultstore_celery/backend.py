@@ -569,8 +569,15 @@ class ResultStoreBackend(BaseBackend):  # type: ignore[misc]  # Celery's base cl
             logger.exception("Chord %r: part %r could not be recorded", group_id, task_id)
             self._fail_chord(callback, CeleryChordError(str(exc)), exc)
             return
-        if not outcome.complete or outcome.results is None:
-            return
+        if outcome.complete and outcome.results is not None:
+            self._finish(group_id, callback, outcome)
+        elif outcome.duplicate:
+            # A redelivered part (acks_late) of a chord that may have completed
+            # in a worker that died before sending the body.
+            self._recover(group_id, callback)
+
+    def _finish(self, group_id: str, callback: Any, outcome: ChordOutcome) -> None:
+        """Send the body (or fail it), then tell the store it was sent."""
         failed = outcome.failed_parts
         if failed:
             culprit = failed[0]
@@ -578,17 +585,49 @@ class ResultStoreBackend(BaseBackend):  # type: ignore[misc]  # Celery's base cl
             error = CeleryChordError(f"Dependency {culprit.task_id} raised {cause!r}")
             logger.error("Chord %r failed: %s", group_id, error)
             self._fail_chord(callback, error, cause)
-            return
-        values = self._nested(group_id, [part.result for part in outcome.results])
-        publish = getattr(self.app.amqp, "_retry_publish", None)
-        try:
-            if publish is not None:
-                publish(callback.delay, values)
-            else:
-                callback.delay(values)
-        except Exception as exc:
-            logger.exception("Chord %r: sending the body failed", group_id)
-            self._fail_chord(callback, CeleryChordError(f"Callback error: {exc!r}"), exc)
+        else:
+            values = self._nested(group_id, [part.result for part in outcome.results or ()])
+            publish = getattr(self.app.amqp, "_retry_publish", None)
+            try:
+                if publish is not None:
+                    publish(callback.delay, values)
+                else:
+                    callback.delay(values)
+            except Exception as exc:
+                logger.exception("Chord %r: sending the body failed", group_id)
+                self._fail_chord(callback, CeleryChordError(f"Callback error: {exc!r}"), exc)
+        self.store.mark_chord_body_sent(group_id)
+
+    def _recover(self, group_id: str, callback: Any) -> None:
+        """Send the body of a complete chord whose body the store does not know sent.
+
+        The store's claim makes one caller send it, and only once the last
+        claim (the first one waits too, in case the completing worker is
+        alive and still sending) is ``resultstore_chord_body_lease`` old.
+        """
+        lease = self.settings.chord_body_lease
+        give_up = time.monotonic() + 3 * lease + 5.0
+        while True:
+            claim = self.store.claim_chord_body(group_id, lease)
+            if claim is None:
+                return  # open, sent, or a store that does not remember bodies
+            if claim.complete and claim.results is not None:
+                logger.warning(
+                    "Chord %r completed but its body was never marked sent (the worker "
+                    "that completed it stopped?): sending it now",
+                    group_id,
+                )
+                self._finish(group_id, callback, claim)
+                return
+            if time.monotonic() >= give_up:
+                logger.error(
+                    "Chord %r: gave up recovering its body after %.0fs; another part's "
+                    "redelivery may still send it",
+                    group_id,
+                    3 * lease + 5.0,
+                )
+                return
+            time.sleep(min(lease / 4, 0.5))
 
     def _nested(self, group_id: str, values: list[Any]) -> list[Any]:
         """The body's values, nested as the header's groups were (one read per chord)."""

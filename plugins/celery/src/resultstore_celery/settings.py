@@ -18,7 +18,9 @@ from resultstore.urls import parse_url, redact
 
 __all__ = [
     "ALLOWED_EXCEPTIONS_SETTING",
+    "CHORD_BODY_LEASE_SETTING",
     "CHORD_SIZE_WAIT_SETTING",
+    "DEFAULT_CHORD_BODY_LEASE",
     "OPTIONS_SETTING",
     "PICKLE_CONTENT_TYPE",
     "Settings",
@@ -35,6 +37,10 @@ ALLOWED_EXCEPTIONS_SETTING = "resultstore_allowed_exceptions"
 #: Celery setting: how long (seconds) a chord part waits for the chord's size;
 #: by default as long as the chord lives (its expiry, ``result_expires``).
 CHORD_SIZE_WAIT_SETTING = "resultstore_chord_size_wait"
+#: Celery setting: seconds a redelivered chord part waits before it sends a body
+#: that the worker completing the chord did not mark sent (default 10).
+CHORD_BODY_LEASE_SETTING = "resultstore_chord_body_lease"
+DEFAULT_CHORD_BODY_LEASE = 10.0
 PICKLE_CONTENT_TYPE = "application/x-python-serialize"
 
 # Celery's result_compression names, by what resultstore compresses with.
@@ -53,6 +59,8 @@ class Settings:
     strict_exceptions: bool = False
     #: how long a chord part waits for the chord's size (None: as long as it takes).
     chord_size_wait: float | None = None
+    #: how long a claim on sending an unsent chord body stands (seconds).
+    chord_body_lease: float = DEFAULT_CHORD_BODY_LEASE
 
 
 def store_url(url: str | None) -> str:
@@ -180,10 +188,23 @@ def settings_from(
         raise ConfigurationError(
             f"{CHORD_SIZE_WAIT_SETTING} / expires: {exc}; give a number of seconds"
         ) from None
+    try:
+        lease = parse_duration(conf.get(CHORD_BODY_LEASE_SETTING, DEFAULT_CHORD_BODY_LEASE))
+    except ValueError as exc:
+        lease = None
+        problem = str(exc)
+    else:
+        problem = "none keeps no claim"
+    if lease is None:
+        raise ConfigurationError(
+            f"{CHORD_BODY_LEASE_SETTING}: {problem}; give a positive number of seconds "
+            f"(default {DEFAULT_CHORD_BODY_LEASE:g})"
+        )
     return Settings(
         url=target,
         options={k: v for k, v in options.items() if k not in in_url},
         allowed_exceptions=_allowed(listed),
         strict_exceptions=listed is not None,
         chord_size_wait=size_wait,
+        chord_body_lease=lease,
     )
