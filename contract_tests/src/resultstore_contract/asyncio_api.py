@@ -13,9 +13,11 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import pytest
-from resultstore import ResultStore, ResultTimeoutError
+import resultstore
+from resultstore import ResultStore, ResultTimeoutError, hookimpl
 from resultstore.aio import AsyncResultStore, connect_async
 from resultstore.backends.threaded import ThreadedAsyncBackend
+from resultstore.codecs import DecodeRequest
 from resultstore.models import StoreOutcome, TaskResult
 from resultstore.protocols import AsyncResultBackend, Capability
 from resultstore.states import READY_STATES, State
@@ -44,6 +46,19 @@ async def _until(condition: Callable[[], bool], what: str, timeout: float = WAIT
         if loop.time() > deadline:
             raise AssertionError(f"gave up waiting for {what} after {timeout} s")
         await asyncio.sleep(0.005)
+
+
+class _PayloadHeaders:
+    """A plugin that notes the header line of each payload a reader decodes."""
+
+    def __init__(self) -> None:
+        self.current = ""
+        self.seen: dict[str, bytes] = {}
+
+    @hookimpl(tryfirst=True)
+    def resultstore_decode(self, request: DecodeRequest) -> Any:
+        self.seen.setdefault(self.current, bytes(request.payload[:200]).split(b"\n", 1)[0])
+        return None  # decoding is left to the others
 
 
 class AsyncContract(ContractBase):
@@ -94,17 +109,15 @@ class AsyncContract(ContractBase):
             "expires": expires,
             # bytes need msgpack: a twin that fell back to json cannot encode them.
             "codec": "msgpack",
-            # A compressible 2 MiB value fits 1 MiB only compressed.
             "compression": "zlib",
             "compress_threshold": 1024,
-            "max_result_size": 1024 * 1024,
         }
         if clock is not None and clock_option is not None:
             options[clock_option] = clock
         sync = connect_store(**options)
-        big = {"blob": b"\x00\x01resultstore" * (2 * 1024 * 1024 // 12), "n": 1}
+        value = {"blob": b"\x00\x01resultstore" * 8192, "n": 1}
         by_async, by_sync = new_id(), new_id()
-        written = TaskResult(by_async, State.SUCCESS, big)
+        written = TaskResult(by_async, State.SUCCESS, value)
         read_back: list[TaskResult | None] = []
 
         async def write_and_read() -> None:
@@ -112,39 +125,53 @@ class AsyncContract(ContractBase):
             async with astore:
                 outcome = await astore.store(written)
                 assert outcome.stored, f"the asyncio twin did not store: {outcome}"
-                sync.store(TaskResult(by_sync, State.SUCCESS, big))
+                sync.store(TaskResult(by_sync, State.SUCCESS, value))
                 read_back.append(await astore.get(by_sync))
 
         asyncio.run(write_and_read())
         assert sync.get(by_async) == written, "the sync API reads the twin's write differently"
-        assert read_back == [TaskResult(by_sync, State.SUCCESS, big)], (
+        assert read_back == [TaskResult(by_sync, State.SUCCESS, value)], (
             "the asyncio twin reads the sync API's write differently"
         )
+        # Codec and compression: a reader that notes each payload's header line sees
+        # the same header on what the twin wrote as on what the sync API wrote.
+        headers = _PayloadHeaders()
+        reader = resultstore.connect(resultstore_url, plugins=[*store_plugins, headers], **options)
+        try:
+            for task_id in (by_sync, by_async):
+                headers.current = task_id
+                assert reader.get(task_id) is not None
+        finally:
+            reader.close()
+        assert headers.seen.get(by_async) == headers.seen.get(by_sync), (
+            f"the asyncio twin wrote a payload headed {headers.seen.get(by_async)!r}, the "
+            f"sync API {headers.seen.get(by_sync)!r}: the twin dropped the codec or "
+            f"compression options"
+        )
         # Expiry and clock: what the twin wrote expires on the store's clock, when it should.
-        if clock is not None:
-            clock.advance(expires - 2.0)
-            assert sync.get(by_async) is not None, "the twin's write expired early"
-            clock.advance(3.0)
-            assert sync.get(by_async) is None, (
-                "the twin's write outlived the store's expiry on the store's clock: the "
-                "twin dropped the expires or clock option"
-            )
-        else:
+        if clock is None:
             wait_until(
                 lambda: sync.get(by_async) is None,
                 f"the twin's write to expire (expires={expires:g} s)",
                 timeout=expires + 8.0,
             )
+            return
+        clock.advance(expires - 2.0)
+        assert sync.get(by_async) is not None, "the twin's write expired early"
+        clock.advance(3.0)
+        assert sync.get(by_async) is None, (
+            "the twin's write outlived the store's expiry on the store's clock: the "
+            "twin dropped the expires or clock option"
+        )
 
         async def after_expiry() -> TaskResult | None:
             astore = await connect_async(resultstore_url, plugins=store_plugins, **options)
             async with astore:
                 return await astore.get(by_sync)
 
-        if clock is not None:
-            assert asyncio.run(after_expiry()) is None, (
-                "the asyncio twin reads a result past its expiry on the store's clock"
-            )
+        assert asyncio.run(after_expiry()) is None, (
+            "the asyncio twin reads a result past its expiry on the store's clock"
+        )
 
     def test_async_twin_keeps_a_ready_state_final_under_concurrency(
         self, store: ResultStore, new_id: IdFactory

@@ -20,6 +20,7 @@ it they are skipped, and the skip says what to provide.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import threading
 import time
@@ -127,7 +128,12 @@ def _wait_calls(store: ResultStore, new_id: IdFactory, timeout: float) -> dict[s
 
     async def aget() -> Any:
         astore = AsyncResultStore(store)
-        return await astore.result(task_id).aget(timeout=timeout)
+        try:
+            return await astore.result(task_id).aget(timeout=timeout)
+        finally:
+            # The twin only: the client under test is closed by the check itself.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(astore.backend.close(), timeout + SLACK)
 
     return {
         "result().get(timeout)": functools.partial(store.result(task_id).get, timeout=timeout),
