@@ -181,4 +181,4 @@ class TimezoneContract(ContractBase):
     ) -> None:
         # One zone (the one with daylight saving time): the machine is the slow part.
         with local_zone(LOCAL_ZONES["west-0330-dst"]):
-            run_machine(connect_store, clock_option, "json", share=0.25)
+            run_machine(connect_store, clock_option, "json", share=0.1)
