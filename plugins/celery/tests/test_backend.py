@@ -453,6 +453,47 @@ def test_add_to_chord_explains_the_fixed_size(app: Any) -> None:
         app.backend.add_to_chord("g", app.AsyncResult("x"))
 
 
+def test_chord_settings_are_checked() -> None:
+    for setting, value in [
+        ("resultstore_chord_body_lease", 0),
+        ("resultstore_chord_body_lease", "soon"),
+        ("resultstore_chord_body_lease", None),
+        ("resultstore_chord_size_wait", -1),
+    ]:
+        with pytest.raises(ImproperlyConfigured, match=setting):
+            _ = _app("resultstore+memory://", **{setting: value}).backend
+
+
+def test_chord_size_wait_follows_the_expiry_or_the_setting() -> None:
+    default = _app("resultstore+memory://", result_expires=600)
+    in_url = _app("resultstore+memory://?expires=90")
+    forever = _app("resultstore+memory://", result_expires=None)
+    bounded = _app("resultstore+memory://", resultstore_chord_size_wait=0.2)
+    try:
+        assert default.backend.settings.chord_size_wait == 600
+        assert in_url.backend.settings.chord_size_wait == 90
+        assert forever.backend.settings.chord_size_wait is None
+        assert bounded.backend.settings.chord_size_wait == pytest.approx(0.2)
+        assert default.backend.settings.chord_body_lease == 10
+    finally:
+        for made in (default, in_url, forever, bounded):
+            made.backend.close()
+
+
+def test_a_part_whose_size_never_comes_fails_the_chord_naming_the_setting() -> None:
+    app = _app("resultstore+memory://", resultstore_chord_size_wait=0.3)
+    try:
+        body = app.signature("proj.body").freeze()
+        request = _request("part", group_index=0)
+        request.group = "g-never-sized"
+        request.chord = app.signature("proj.body", task_id=body.id)
+        app.backend.on_chord_part_return(request, "SUCCESS", 1)
+        failed = app.AsyncResult(body.id).get(timeout=1, propagate=False)
+        assert "resultstore_chord_size_wait" in str(failed)
+    finally:
+        app.backend.close()
+
+
 def test_pickled_backend_keeps_its_url(app: Any) -> None:
     _rebuild, (cls, args, kwargs) = app.backend.__reduce__()
     assert cls is ResultStoreBackend
