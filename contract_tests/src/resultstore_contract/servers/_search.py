@@ -29,6 +29,7 @@ from ._process import (
     INSTALL_SCRIPT,
     LOOPBACK,
     Server,
+    ServerError,
     ServerNotInstalledError,
     ServerProcess,
     free_port,
@@ -38,6 +39,8 @@ from ._process import (
 SERVERS_DIR_ENV = "RESULTSTORE_SERVERS_DIR"
 DEFAULT_SERVERS_DIR = "/opt/resultstore-servers"
 RUN_USER_ENV = "RESULTSTORE_SERVER_USER"
+#: where nodes keep their data (default: /dev/shm when it has room, else the temp dir).
+DATA_DIR_ENV = "RESULTSTORE_SEARCH_DATA"
 DEFAULT_RUN_USER = "resultstore-search"
 #: heap of every node; both products run a single node well in 512 MiB.
 HEAP = "512m"
@@ -77,6 +80,17 @@ def home_of(product: Product) -> Path:
     return home
 
 
+def _base_dir() -> str | None:
+    """Where nodes keep their data: $RESULTSTORE_SEARCH_DATA, else /dev/shm, else the temp dir."""
+    chosen = os.environ.get(DATA_DIR_ENV)
+    if chosen:
+        return chosen
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK) and shutil.disk_usage(shm).free > 2 * 1024**3:
+        return str(shm)
+    return None
+
+
 def _java_home() -> str:
     if os.access(f"{JAVA_17}/bin/java", os.X_OK):
         return JAVA_17
@@ -91,8 +105,10 @@ def _java_home() -> str:
 
 def _run_as() -> tuple[list[str], tuple[int, int] | None]:
     """The argv prefix that drops root, and the (uid, gid) to own the node's folder."""
+    # The parent-death signal stops the node when the test process dies without
+    # its teardown (SIGKILL, a crash): no orphan JVM outlives its session.
     if os.geteuid() != 0:
-        return [], None
+        return ["setpriv", "--pdeathsig=TERM", "--"], None
     user = os.environ.get(RUN_USER_ENV, DEFAULT_RUN_USER)
     try:
         entry = pwd.getpwnam(user)
@@ -102,7 +118,13 @@ def _run_as() -> tuple[list[str], tuple[int, int] | None]:
             f"{user!r} does not exist; create it with: {INSTALL_SCRIPT} elasticsearch "
             f"(or set {RUN_USER_ENV} to an existing user)"
         ) from None
-    prefix = ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--init-groups"]
+    prefix = [
+        "setpriv",
+        "--pdeathsig=TERM",
+        f"--reuid={entry.pw_uid}",
+        f"--regid={entry.pw_gid}",
+        "--init-groups",
+    ]
     return [*prefix, "--"], (entry.pw_uid, entry.pw_gid)
 
 
@@ -162,8 +184,10 @@ class SearchNode:
         self.context = context
         #: the CA to trust when the node speaks HTTPS.
         self.ca_file: Path | None = None
-        # pytest's temp folders are private to root: the node gets one of its own.
-        self.root = Path(tempfile.mkdtemp(prefix=f"resultstore-{product.name}-"))
+        # pytest's temp folders are private to root: the node gets one of its own,
+        # in memory where there is a tmpfs (fsync costs nothing there: the translog
+        # is still written per request, but tests stop waiting for the disk).
+        self.root = Path(tempfile.mkdtemp(prefix=f"resultstore-{product.name}-", dir=_base_dir()))
         self.config = self.root / "config"
         shutil.copytree(self.home / "config", self.config)
         for folder in ("data", "logs", "tmp"):
@@ -191,6 +215,7 @@ class SearchNode:
         _chown_tree(self.root, self.owner)
         self.process: ServerProcess | None = None
         self.started_in: float | None = None
+        self._began = 0.0
 
     def _absolute_jvm_paths(self) -> None:
         """jvm.options names logs/ and data relative to the launcher's folder (the
@@ -240,20 +265,33 @@ class SearchNode:
             return False
         return True
 
-    def start(self, timeout: float = 240.0) -> None:
+    def launch(self) -> None:
+        """Start the JVM and return at once (see :meth:`wait`): two nodes can boot together."""
         argv = [*self.prefix, str(self.home / "bin" / self.product.program)]
         process = ServerProcess(self.product.name, argv, workdir=self.root, env=self._env())
-        began = time.monotonic()
+        self._began = time.monotonic()
         process.start()
         self.process = process
+
+    def wait(self, timeout: float = 240.0) -> None:
+        """Wait until the launched node answers (cluster health yellow or green)."""
+        if self.process is None:
+            raise ServerError(f"{self.product.name} was not launched")
+        if self.started_in is not None:
+            return
         try:
-            process.wait_ready(self._ready, timeout)
+            self.process.wait_ready(self._ready, timeout)
         except BaseException:
             self.stop()
             raise
-        self.started_in = time.monotonic() - began
+        self.started_in = time.monotonic() - self._began
+
+    def start(self, timeout: float = 240.0) -> None:
+        self.launch()
+        self.wait(timeout)
 
     def stop(self) -> None:
+        self.started_in = None
         if self.process is not None:
             # The node flushes on SIGTERM; 60 s leaves it time on a loaded machine.
             self.process.stop(grace=60.0)
@@ -261,6 +299,7 @@ class SearchNode:
 
     def kill(self) -> None:
         """SIGKILL the node (a crash: no flush)."""
+        self.started_in = None
         if self.process is not None:
             self.process.stop(grace=0.0)
             self.process = None
