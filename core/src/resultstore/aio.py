@@ -32,8 +32,9 @@ from resultstore.models import (
 from resultstore.protocols import AsyncResultBackend, Capability, SupportsNativeAsync
 from resultstore.remote import describe_exception
 from resultstore.result import AsyncResult, ChordResult, GroupResult
+from resultstore.retrying import Closed
 from resultstore.states import State
-from resultstore.store import ClosedBackend, ResultStore, connect
+from resultstore.store import ResultStore, connect
 from resultstore.validation import check_result, check_results, check_task_id, check_task_ids
 
 __all__ = ["AsyncResultStore", "async_backend_for", "connect_async"]
@@ -234,9 +235,11 @@ class AsyncResultStore:
         :class:`~resultstore.errors.BackendUnavailableError`.
         """
         backend = self.backend
-        if isinstance(backend, ClosedBackend):
+        if isinstance(backend, Closed):
             return
-        self.backend = cast(AsyncResultBackend, ClosedBackend(backend.capabilities, repr(self)))
+        self.backend = cast(
+            AsyncResultBackend, Closed(repr(self), capabilities=backend.capabilities)
+        )
         try:
             await backend.close()
         finally:

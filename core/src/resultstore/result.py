@@ -11,14 +11,30 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
+import sys
 import time
-from collections.abc import AsyncGenerator, Callable, Generator, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import (
+    AsyncGenerator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+    Sequence,
+)
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from resultstore.errors import ChordError, ChordPartFailedError, ResultTimeoutError
+from resultstore.errors import (
+    ChordError,
+    ChordPartFailedError,
+    ResultStoreError,
+    ResultTimeoutError,
+)
 from resultstore.models import ChordOutcome, ChordState, ExceptionInfo, Group, TaskResult
 from resultstore.protocols import Capability
 from resultstore.remote import rebuild_exception
+from resultstore.retrying import deadline as bounded_by
 from resultstore.states import PROPAGATE_STATES, State
 from resultstore.validation import check_group_id, check_task_id
 from resultstore.waiting import Delivery, Inbox, WaitHub, describe_ids, failing_note
@@ -55,6 +71,43 @@ def _deadline(timeout: float | None) -> float | None:
 
 def _left(deadline: float | None) -> float | None:
     return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+T = TypeVar("T")
+#: what a read of the store gets past a caller's deadline (one quick try).
+_MIN_READ = 0.05
+
+
+def _read(deadline: float | None, read: Callable[[], T], timed_out: Callable[[], Exception]) -> T:
+    """``read()`` bounded by the caller's ``deadline``: a store that does not
+    answer in time ends it with ``timed_out()`` (a ResultTimeoutError)."""
+    if deadline is None:
+        return read()
+    try:
+        with bounded_by(deadline):
+            return read()
+    except ResultTimeoutError as exc:
+        raise timed_out() from exc
+
+
+async def _aread(
+    deadline: float | None, read: Callable[[], Awaitable[T]], timed_out: Callable[[], Exception]
+) -> T:
+    """:func:`_read` for asyncio; a read that outlasts the deadline is also cancelled."""
+    if deadline is None:
+        return await read()
+    try:
+        with bounded_by(deadline):
+            async with asyncio.timeout(max(_MIN_READ, deadline - time.monotonic())):
+                return await read()
+    except TimeoutError as exc:  # ResultTimeoutError is one too
+        raise timed_out() from exc
+
+
+def _in_executor(call: Callable[..., T], *args: Any) -> Awaitable[T]:
+    """``call(*args)`` in the default executor, with this task's context (its deadline)."""
+    loop = asyncio.get_running_loop()
+    return loop.run_in_executor(None, contextvars.copy_context().run, call, *args)
 
 
 def _is_failure(meta: TaskResult | None) -> bool:
@@ -310,7 +363,7 @@ class AsyncResult:
         return ResultTimeoutError(
             f"task {self.task_id!r} was not ready after waiting "
             f"{time.monotonic() - started:.3f}s (timeout={timeout}s); last seen state: {state}"
-            f"{failing_note(self.store.hub)}"
+            f"{_unread_note(self.store)}"
         )
 
     # -- waiting -------------------------------------------------------------------
@@ -334,7 +387,7 @@ class AsyncResult:
         """
         started = time.monotonic()
         deadline = _deadline(timeout)
-        meta = self.meta
+        meta = _read(deadline, lambda: self.meta, lambda: self._timeout(timeout, started, None))
         if meta is None or not meta.ready:
             inbox = Inbox()
             watch = self.store.hub.watch((self.task_id,), inbox.put, interval=interval)
@@ -356,8 +409,7 @@ class AsyncResult:
         if self._astore is not None:
             meta = await self._astore.get(self.task_id)
         else:
-            loop = asyncio.get_running_loop()
-            meta = await loop.run_in_executor(None, self.store.get, self.task_id)
+            meta = await _in_executor(self.store.get, self.task_id)
         return self._remember(meta)
 
     async def aget(
@@ -370,7 +422,7 @@ class AsyncResult:
         """The asyncio twin of :meth:`get`; cancelling it leaves nothing subscribed."""
         started = time.monotonic()
         deadline = _deadline(timeout)
-        meta = await self._ameta()
+        meta = await _aread(deadline, self._ameta, lambda: self._timeout(timeout, started, None))
         if meta is None or not meta.ready:
             delivered = await _await_one(self.store.hub, self.task_id, deadline, interval)
             if delivered is None:
@@ -381,6 +433,20 @@ class AsyncResult:
 
     def __await__(self) -> Generator[Any, None, Any]:
         return self.aget().__await__()
+
+
+def _unread_note(store: ResultStore) -> str:
+    """Why the store may not have been read, for a timeout's message."""
+    exc = sys.exc_info()[1]
+    if isinstance(exc, ResultTimeoutError):
+        # The store itself did not answer within the caller's timeout.
+        return f"; the store could not be read in time: {exc}"
+    if isinstance(exc, TimeoutError):
+        return "; the store did not answer in time"
+    try:
+        return failing_note(store.hub)
+    except ResultStoreError:  # closed meanwhile
+        return ""
 
 
 def _settle(value: Delivery) -> TaskResult:
@@ -535,7 +601,7 @@ class GroupResult:
         return ResultTimeoutError(
             f"group {self.group_id!r}: {describe_ids(pending)} not ready after waiting "
             f"{time.monotonic() - started:.3f}s (timeout={timeout}s); "
-            f"{ready} of {len(self.results)} results are ready{failing_note(self.store.hub)}"
+            f"{ready} of {len(self.results)} results are ready{_unread_note(self.store)}"
         )
 
     def _values(self, propagate: bool, allowed: Allowed) -> list[Any]:
@@ -561,7 +627,7 @@ class GroupResult:
         """
         started = time.monotonic()
         deadline = _deadline(timeout)
-        self.metas()
+        _read(deadline, self.metas, lambda: self._timeout(timeout, started, self._pending()))
         pending = self._pending()
         if propagate:
             self._raise_first_failure(self._by_id, allowed)
@@ -594,7 +660,7 @@ class GroupResult:
         """
         started = time.monotonic()
         deadline = _deadline(timeout)
-        self.metas()
+        _read(deadline, self.metas, lambda: self._timeout(timeout, started, self._pending()))
         pending = self._pending()
         for handle in self.results:
             if handle.task_id not in pending:
@@ -623,8 +689,7 @@ class GroupResult:
             if self._astore is not None:
                 found = await self._astore.get_many(unknown)
             else:
-                loop = asyncio.get_running_loop()
-                found = await loop.run_in_executor(None, self.store.get_many, unknown)
+                found = await _in_executor(self.store.get_many, unknown)
         self._absorb(found)
         return [h._cache if h._cache is not None else found.get(h.task_id) for h in self.results]
 
@@ -638,7 +703,9 @@ class GroupResult:
         """The asyncio twin of :meth:`join`; cancelling it leaves nothing subscribed."""
         started = time.monotonic()
         deadline = _deadline(timeout)
-        await self.ametas()
+        await _aread(
+            deadline, self.ametas, lambda: self._timeout(timeout, started, self._pending())
+        )
         pending = self._pending()
         if propagate:
             self._raise_first_failure(self._by_id, allowed)
@@ -663,7 +730,9 @@ class GroupResult:
         """The asyncio twin of :meth:`as_completed`; close it (or finish it) to stop waiting."""
         started = time.monotonic()
         deadline = _deadline(timeout)
-        await self.ametas()
+        await _aread(
+            deadline, self.ametas, lambda: self._timeout(timeout, started, self._pending())
+        )
         pending = self._pending()
         for handle in self.results:
             if handle.task_id not in pending:

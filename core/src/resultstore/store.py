@@ -35,6 +35,7 @@ from resultstore.protocols import (
     SupportsReplyTo,
 )
 from resultstore.remote import TaskRevokedError, describe_exception
+from resultstore.retrying import Closed
 from resultstore.states import State
 from resultstore.urls import BackendURL, parse_url
 from resultstore.validation import (
@@ -107,18 +108,6 @@ def connect(
         serializer=serializer,
         allowed_exceptions=allowed_exceptions,
     )
-
-
-class ClosedBackend:
-    """What a store's ``backend`` becomes once the store is closed: it keeps
-    declaring the capabilities, and any other use raises BackendUnavailableError."""
-
-    def __init__(self, capabilities: frozenset[Capability], what: str) -> None:
-        self.capabilities = capabilities
-        self._what = what
-
-    def __getattr__(self, name: str) -> Any:
-        raise BackendUnavailableError(f"{self._what} was closed; connect() again to use it")
 
 
 class ResultStore:
@@ -283,6 +272,17 @@ class ResultStore:
         """Record header part ``index``; ``complete`` is True for exactly one caller."""
         chords = cast(SupportsChords, self._require(Capability.CHORDS, "chord_part_return"))
         check_group_id(group_id)
+        check_result(result)
+        outcome = chords.chord_part_return(group_id, index, result)
+        if self._observed:
+            self.hooks.on_chord_part_return(self.url.redacted(), group_id, index, result, outcome)
+        return outcome
+
+    def get_chord(self, group_id: str) -> ChordState | None:
+        return cast(SupportsChords, self._require(Capability.CHORDS, "get_chord")).get_chord(
+            check_group_id(group_id)
+        )
+
     def claim_chord_body(self, group_id: str, lease: float) -> ChordOutcome | None:
         """Claim the sending of a complete chord's unsent body (see :class:`SupportsChordBody`).
 
@@ -301,17 +301,6 @@ class ResultStore:
         self._require(Capability.CHORDS, "mark_chord_body_sent")
         if isinstance(self.backend, SupportsChordBody):
             self.backend.mark_chord_body_sent(check_group_id(group_id))
-
-        check_result(result)
-        outcome = chords.chord_part_return(group_id, index, result)
-        if self._observed:
-            self.hooks.on_chord_part_return(self.url.redacted(), group_id, index, result, outcome)
-        return outcome
-
-    def get_chord(self, group_id: str) -> ChordState | None:
-        return cast(SupportsChords, self._require(Capability.CHORDS, "get_chord")).get_chord(
-            check_group_id(group_id)
-        )
 
     # -- result handles and waiting ---------------------------------------------
 
@@ -376,7 +365,8 @@ class ResultStore:
         if hub is not None and hub.pid == os.getpid():
             hub.close()
         backend = self.backend
-        self.backend = cast(ResultBackend, ClosedBackend(backend.capabilities, repr(self)))
+        # Whatever the backend does after close(), the store raises the documented error.
+        self.backend = cast(ResultBackend, Closed(repr(self), capabilities=backend.capabilities))
         backend.close()
 
     def __enter__(self) -> ResultStore:

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Literal, cast
 
-from resultstore.errors import PayloadError, ResultStoreError
+from resultstore.errors import BackendUnavailableError, PayloadError
 from resultstore.models import TaskResult
 from resultstore.protocols import (
     Capability,
@@ -213,9 +213,9 @@ class WaitHub:
         added = False
         with self._cond:
             if self._closed:
-                raise ResultStoreError(
-                    f"the store {self.store.url.redacted()} is closed; "
-                    f"open it again with resultstore.connect() to wait on results"
+                raise BackendUnavailableError(
+                    f"the store {self.store.url.redacted()} was closed; "
+                    f"connect() again to wait on results"
                 )
             for task_id in watch.remaining:
                 waiters = self._watches.get(task_id)
@@ -290,7 +290,7 @@ class WaitHub:
             return True
 
     def close(self) -> None:
-        """Stop the thread, close the listener; pending waiters get a ResultStoreError."""
+        """Stop the thread, close the listener; pending waiters get a BackendUnavailableError."""
         with self._cond:
             if self._closed:
                 return
@@ -305,9 +305,9 @@ class WaitHub:
             _close_quietly(self.listener)
             self.listener = None
         for watch in pending:
-            error = ResultStoreError(
+            error = BackendUnavailableError(
                 f"the store {self.store.url.redacted()} was closed while waiting for "
-                f"{describe_ids(watch.remaining)}"
+                f"{describe_ids(watch.remaining)}; connect() again to wait on results"
             )
             for task_id in list(watch.remaining):
                 watch.remaining.discard(task_id)

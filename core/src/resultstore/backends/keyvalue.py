@@ -25,7 +25,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 from urllib.parse import quote, unquote
 
 import attrs
@@ -41,6 +41,7 @@ from resultstore.errors import (
 )
 from resultstore.models import ChordOutcome, ChordState, Group, StoreOutcome, TaskResult
 from resultstore.protocols import Capability, KeyValueStore, PushListener, SupportsPush
+from resultstore.retrying import Closed
 from resultstore.states import READY_STATES, state_from_str
 
 __all__ = [
@@ -63,10 +64,10 @@ MAX_STORE_ATTEMPTS = 64
 Clock = Callable[[], float]
 
 _FRAME_MAGIC = b"rskv1 state="
-_MIN_SWEEP_INTERVAL = 1024
 # The chord's done marker while its body is not known to be sent (SupportsChordBody).
 _UNSENT = b"unsent"
 _CLAIMED = b"claimed:"
+_MIN_SWEEP_INTERVAL = 1024
 # A state is a short name; the bound only keeps a damaged value from being scanned whole.
 _MAX_FRAME = 1024
 
@@ -317,7 +318,13 @@ class KeyValueBackend:
         self.kv.delete([self._task_key(task_id)])
 
     def close(self) -> None:
-        self.kv.close()
+        kv = self.kv
+        if isinstance(kv, Closed):
+            return
+        # Every later call raises the documented error, whatever the store would do.
+        self.kv = cast(KeyValueStore, Closed(f"this {type(kv).__name__} backend"))
+        self._pusher = self._purger = cast(Any, self.kv)
+        kv.close()
 
     def plant_payload(self, task_id: str, payload: bytes, state: str = "SUCCESS") -> None:
         """Put raw bytes where a result's payload would be (tests of corrupt payloads)."""
@@ -404,13 +411,6 @@ class KeyValueBackend:
             )
         return tuple(self._serializer.loads(v, TaskResult) for v in values if v is not None)
 
-    def get_chord(self, group_id: str) -> ChordState | None:
-        """The chord's progress; it reads every part key, as the store cannot list a set."""
-        found = self._chord_size(group_id)
-        if found is None:
-            return None
-        size, _ = found
-        keys = [self._chord_key(group_id, "done")]
     def claim_chord_body(self, group_id: str, lease: float) -> ChordOutcome | None:
         found = self._chord_size(group_id)
         if found is None:
@@ -446,6 +446,13 @@ class KeyValueBackend:
             if self.kv.compare_and_set(done_key, mark, b"1", self._expires):
                 return
 
+    def get_chord(self, group_id: str) -> ChordState | None:
+        """The chord's progress; it reads every part key, as the store cannot list a set."""
+        found = self._chord_size(group_id)
+        if found is None:
+            return None
+        size, _ = found
+        keys = [self._chord_key(group_id, "done")]
         keys += [self._part_key(group_id, i) for i in range(size)]
         values = self.kv.get_many(keys)
         received = frozenset(i for i, value in enumerate(values[1:]) if value is not None)

@@ -14,7 +14,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import attrs
 
@@ -23,6 +23,7 @@ from resultstore.config import BackendConfig
 from resultstore.errors import ChordError
 from resultstore.models import ChordOutcome, ChordState, Group, StoreOutcome, TaskResult
 from resultstore.protocols import Capability
+from resultstore.retrying import Closed
 from resultstore.states import READY_STATES
 
 __all__ = ["MemoryBackend", "MemoryData", "MemoryListener"]
@@ -43,10 +44,10 @@ class _Chord:
     parts: dict[int, bytes] = attrs.Factory(dict)
     completed: bool = False
     expires_at: float | None = None
-
     #: when the sending of the body was last claimed (SupportsChordBody).
     body_claimed_at: float | None = None
     body_sent: bool = False
+
 
 class MemoryListener:
     """A push listener fed directly by the store it listens to."""
@@ -210,7 +211,8 @@ class MemoryBackend:
             self.data.results.pop(task_id, None)
 
     def close(self) -> None:
-        pass
+        # The data stays with other backends sharing it; this one is done with it.
+        self.data = cast(MemoryData, Closed("this memory:// backend"))
 
     # -- groups ------------------------------------------------------------------
 
@@ -292,8 +294,6 @@ class MemoryBackend:
                 return None
             return ChordState(group_id, chord.size, frozenset(chord.parts), chord.completed)
 
-    # -- cleanup and push --------------------------------------------------------
-
     def claim_chord_body(self, group_id: str, lease: float) -> ChordOutcome | None:
         with self.data.lock:
             chord = self._chord(group_id)
@@ -317,6 +317,8 @@ class MemoryBackend:
             chord = self._chord(group_id)
             if chord is not None and chord.completed:
                 chord.body_sent = True
+
+    # -- cleanup and push --------------------------------------------------------
 
     def cleanup(self) -> int:
         with self.data.lock:

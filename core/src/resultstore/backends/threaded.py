@@ -14,6 +14,7 @@ import functools
 from collections.abc import Callable, Sequence
 from typing import TypeVar, cast
 
+from resultstore.errors import BackendUnavailableError
 from resultstore.models import StoreOutcome, TaskResult
 from resultstore.protocols import Capability, ResultBackend, SupportsBulkGet
 
@@ -49,11 +50,14 @@ class ThreadedAsyncBackend:
             max_workers=max_workers, thread_name_prefix="resultstore-aio"
         )
         self._close_backend = close_backend
+        self._closed = False
 
     def __repr__(self) -> str:
         return f"<ThreadedAsyncBackend over {self.backend!r}>"
 
     async def _run(self, call: Callable[[], T]) -> T:
+        if self._closed:
+            raise BackendUnavailableError(f"{self!r} was closed; connect() again to use it")
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     async def store(self, result: TaskResult, *, overwrite: bool = False) -> StoreOutcome:
@@ -77,8 +81,11 @@ class ThreadedAsyncBackend:
         return await self._run(function)
 
     async def close(self) -> None:
+        if self._closed:
+            return
         if self._close_backend:
             await self._run(self.backend.close)
+        self._closed = True
         if self._owns_executor:
             # Waiting for the threads in a thread keeps the loop responsive.
             await asyncio.get_running_loop().run_in_executor(
