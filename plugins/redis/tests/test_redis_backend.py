@@ -83,21 +83,26 @@ def test_ready_state_is_refused_inside_redis(store: resultstore.ResultStore) -> 
     assert store.store(TaskResult("a", State.STARTED), overwrite=True).stored
 
 
-def test_store_publishes_on_the_task_channel(store: resultstore.ResultStore) -> None:
-    backend = store.backend
-    assert isinstance(backend, RedisBackend)
-    listener = backend.listener()
-    try:
-        listener.subscribe(["w"])
-        threading.Timer(0.05, lambda: store.mark_as_done("w", 5)).start()
-        assert listener.wait(5.0) == ["w"]
-        carried = listener.take_carried()
-        assert carried["w"].result == 5
-        assert listener.take_carried() == {}
-        listener.unsubscribe(["w"])
-        assert listener.subscriptions == frozenset()
-    finally:
-        listener.close()
+@pytest.mark.parametrize("trust", [False, True])
+def test_store_publishes_on_the_task_channel(redis_server: Server, trust: bool) -> None:
+    with resultstore.connect(
+        redis_server.url, key_prefix=_prefix(), trust_announcements=trust
+    ) as store:
+        backend = store.backend
+        assert isinstance(backend, RedisBackend)
+        listener = backend.listener()
+        try:
+            listener.subscribe(["w"])
+            threading.Timer(0.05, lambda: store.mark_as_done("w", 5)).start()
+            assert listener.wait(5.0) == ["w"]
+            carried = listener.take_carried()
+            # Untrusted (the default), an announcement is only a wake-up.
+            assert carried == {} if not trust else carried["w"].result == 5
+            assert listener.take_carried() == {}
+            listener.unsubscribe(["w"])
+            assert listener.subscriptions == frozenset()
+        finally:
+            listener.close()
 
 
 def test_refused_store_does_not_publish(store: resultstore.ResultStore) -> None:
@@ -293,9 +298,19 @@ async def _native_asyncio_twin(redis_server: Server) -> None:
         assert await store.get("a") is None
 
 
+@pytest.mark.parametrize("trust", [False, True])
 def test_announcement_carries_the_result_so_the_hub_reads_nothing_more(
-    store: resultstore.ResultStore,
+    redis_server: Server, trust: bool
 ) -> None:
+    """With trust_announcements the carried value is delivered as is; by
+    default the hub reads the announced id once (one GET per wake)."""
+    with resultstore.connect(
+        redis_server.url, key_prefix=_prefix(), trust_announcements=trust
+    ) as store:
+        _wake_and_count(store, extra_reads=0 if trust else 1)
+
+
+def _wake_and_count(store: resultstore.ResultStore, extra_reads: int) -> None:
     backend = store.backend
     assert isinstance(backend, RedisBackend)
     hub = store.hub
@@ -312,7 +327,7 @@ def test_announcement_carries_the_result_so_the_hub_reads_nothing_more(
     store.mark_as_done("c", 7)
     waiter.join(10)
     assert got == [7]
-    assert hub.round_trips == before
+    assert hub.round_trips == before + extra_reads
 
 
 def test_a_new_waiter_is_subscribed_without_waiting_out_the_listen(

@@ -7,6 +7,7 @@ backend (the result API's hub does the waiting for both).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -29,17 +30,19 @@ class AsyncRedisBackend:
     def __init__(self, backend: RedisBackend) -> None:
         self._sync = backend
         self.capabilities = backend.capabilities
+        # The same policy; a copy, so that closing this twin refuses its calls only.
+        self.retry = copy.copy(backend.retry)
         self.client, self.cluster = build_client(backend.url, backend.settings, use_asyncio=True)
         self._store_script = self.client.register_script(scripts.STORE)
 
     async def store(self, result: TaskResult, *, overwrite: bool = False) -> StoreOutcome:
         keys, args = self._sync.store_args(result, overwrite)
-        reply = await self._sync.retry.run_async(lambda: self._store_script(keys=keys, args=args))
+        reply = await self.retry.run_async(lambda: self._store_script(keys=keys, args=args))
         return self._sync.outcome(reply, result)
 
     async def get(self, task_id: str) -> TaskResult | None:
         key = self._sync.task_key(task_id)
-        raw = await self._sync.retry.run_async(lambda: self.client.get(key))
+        raw = await self.retry.run_async(lambda: self.client.get(key))
         return None if raw is None else self._sync.decode(raw)
 
     async def get_many(self, task_ids: Sequence[str]) -> dict[str, TaskResult | None]:
@@ -54,7 +57,7 @@ class AsyncRedisBackend:
                 pipe.mget(keys[start : start + _CHUNK])
             return [value for chunk in await pipe.execute() for value in chunk]
 
-        values = await self._sync.retry.run_async(run) if keys else []
+        values = await self.retry.run_async(run) if keys else []
         return {
             task_id: None if raw is None else self._sync.decode(raw)
             for task_id, raw in zip(ids, values, strict=True)
@@ -62,9 +65,10 @@ class AsyncRedisBackend:
 
     async def forget(self, task_id: str) -> None:
         key = self._sync.task_key(task_id)
-        await self._sync.retry.run_async(lambda: self.client.delete(key))
+        await self.retry.run_async(lambda: self.client.delete(key))
 
     async def close(self) -> None:
+        self.retry.close()
         if self.cluster:
             await self.client.aclose()
         else:

@@ -33,7 +33,7 @@ from resultstore.models import ChordOutcome, ChordState, Group, StoreOutcome, Ta
 from resultstore.states import state_from_str
 
 from resultstore_redis import scripts
-from resultstore_redis.client import ClientSettings, Retrier, build_client
+from resultstore_redis.client import ClientSettings, build_client, build_retry
 from resultstore_redis.direct import DirectConnections
 from resultstore_redis.listener import RedisListener
 from resultstore_redis.plugin import CAPABILITIES
@@ -76,7 +76,7 @@ class RedisBackend:
         self._prefix = settings.key_prefix
         self._ttl_ms = "0" if config.expires is None else str(max(1, int(config.expires * 1000)))
         self.client, self.cluster = build_client(config.url, settings)
-        self.retry = Retrier(config.url.redacted(), settings.retry_total)
+        self.retry = build_retry(config.url, settings)
         self._store_script = self.client.register_script(scripts.STORE)
         self._chord_script = self.client.register_script(scripts.CHORD_PART)
         self._claim_script = self.client.register_script(scripts.CHORD_BODY_CLAIM)
@@ -245,6 +245,8 @@ class RedisBackend:
         self.retry(lambda: self.client.delete(self.task_key(task_id)))
 
     def close(self) -> None:
+        # Later calls raise BackendUnavailableError (redis-py would reconnect).
+        self.retry.close()
         if self.direct is not None:
             self.direct.close()
         self.client.close()
@@ -308,8 +310,6 @@ class RedisBackend:
             results=results,
         )
 
-    def get_chord(self, group_id: str) -> ChordState | None:
-        size_key, parts_key, done_key = self._chord_keys(group_id)
     def claim_chord_body(self, group_id: str, lease: float) -> ChordOutcome | None:
         _, parts_key, done_key = self._chord_keys(group_id)
         keys = [done_key, f"{done_key}:body", parts_key]
@@ -331,6 +331,8 @@ class RedisBackend:
         done_key = self._chord_keys(group_id)[2]
         self._script(self._sent_script, [done_key, f"{done_key}:body"], [])
 
+    def get_chord(self, group_id: str) -> ChordState | None:
+        size_key, parts_key, done_key = self._chord_keys(group_id)
 
         def run() -> list[Any]:
             pipe = self.client.pipeline(transaction=False)
@@ -353,4 +355,11 @@ class RedisBackend:
         return AsyncRedisBackend(self)
 
     def listener(self) -> RedisListener:
-        return RedisListener(self.client, self.channel, len(self.channel("")), self.decode)
+        self.retry.check_open()
+        return RedisListener(
+            self.client,
+            self.channel,
+            len(self.channel("")),
+            self.decode,
+            trust_carried=self.settings.trust_announcements,
+        )

@@ -1,4 +1,4 @@
-"""From a backend URL and options to a redis-py client, and bounded retries.
+"""From a backend URL and options to a redis-py client, and its retry policy.
 
 Schemes: ``redis://`` and ``rediss://`` (TLS), ``redis+unix:///path.sock``,
 ``redis+sentinel://h1:26379,h2:26379/0?master_name=mymaster`` and
@@ -8,12 +8,9 @@ from the factory, never at discovery time.
 
 from __future__ import annotations
 
-import asyncio
-import random
+import functools
 import ssl
-import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import attrs
 import redis
@@ -26,13 +23,12 @@ import redis.cluster
 import redis.exceptions
 import redis.retry
 import redis.sentinel
-from resultstore.errors import BackendUnavailableError, ConfigurationError, InvalidURLError
+from resultstore.errors import ConfigurationError, InvalidURLError
 from resultstore.options import Options, parse_bool, parse_duration
+from resultstore.retrying import Retry, time_left
 from resultstore.urls import BackendURL
 
-__all__ = ["RETRYABLE", "ClientSettings", "Retrier", "build_client"]
-
-T = TypeVar("T")
+__all__ = ["RETRYABLE", "ClientSettings", "build_client", "build_retry"]
 
 #: errors after which the same call is tried again (the server went away,
 #: timed out, is loading, or is a replica that a failover demoted).
@@ -82,6 +78,10 @@ class ClientSettings:
     client_name: str | None = None
     #: database number where the URL path cannot say it (redis+unix).
     db: int = 0
+    #: deliver the value an announcement carries without reading the store.
+    #: Off by default: whoever may PUBLISH could answer waiters with a value
+    #: that is not stored (Redis ACLs can grant publish without write).
+    trust_announcements: bool = False
 
     @classmethod
     def take_from(cls, options: Options) -> ClientSettings:
@@ -106,7 +106,51 @@ class ClientSettings:
             ssl_check_hostname=options.take("ssl_check_hostname", parse_bool, d.ssl_check_hostname),
             client_name=options.take("client_name", str, d.client_name),
             db=options.take("db", int, d.db),
+            trust_announcements=options.take(
+                "trust_announcements", parse_bool, d.trust_announcements
+            ),
         )
+
+
+class _BoundedConnect:
+    """Opens a connection (TCP connect, TLS handshake) within the time the call
+    has left (:func:`resultstore.retrying.time_left`), or ``retry_total`` on a
+    call's first try: a TLS hello that a plaintext port never answers must not
+    outlast either. The connection then reads with its configured timeout."""
+
+    socket_timeout: float | None
+    socket_connect_timeout: float | None
+
+    def __init__(self, *args: Any, retry_total: float, **kwargs: Any) -> None:
+        self._retry_total = retry_total
+        super().__init__(*args, **kwargs)
+
+    def _connect(self) -> Any:
+        left = time_left()
+        bound = self._retry_total if left is None else left
+        timeout, connect_timeout = self.socket_timeout, self.socket_connect_timeout
+        self.socket_timeout = bound if timeout is None else min(timeout, bound)
+        self.socket_connect_timeout = (
+            bound if connect_timeout is None else min(connect_timeout, bound)
+        )
+        try:
+            sock = super()._connect()  # type: ignore[misc]  # redis-py's classes, below
+        finally:
+            self.socket_timeout, self.socket_connect_timeout = timeout, connect_timeout
+        sock.settimeout(timeout)
+        return sock
+
+
+class _Connection(_BoundedConnect, redis.Connection):
+    pass
+
+
+class _SSLConnection(_BoundedConnect, redis.SSLConnection):
+    pass
+
+
+class _UnixConnection(_BoundedConnect, redis.UnixDomainSocketConnection):
+    pass
 
 
 def _db(url: BackendURL, settings: ClientSettings) -> int:
@@ -177,8 +221,14 @@ def build_client(
         kwargs.pop("ssl", None)  # the connection class says it already
         # One layer of retries, ours: bounded by total time, with full jitter.
         kwargs["retry"] = lib.retry.Retry(redis.backoff.NoBackoff(), 0)
+        if use_asyncio:
+            # The asyncio twin's retries cancel a try that outlasts the bound.
+            connection_class = lib.SSLConnection if tls else lib.Connection
+        else:
+            connection_class = _SSLConnection if tls else _Connection
+            kwargs["retry_total"] = settings.retry_total
         pool = lib.ConnectionPool(
-            connection_class=lib.SSLConnection if tls else lib.Connection,
+            connection_class=connection_class,
             host=url.host or "localhost",
             port=url.port or 6379,
             db=_db(url, settings),
@@ -194,8 +244,10 @@ def build_client(
         kwargs = _common(url, settings, False)
         kwargs.pop("socket_connect_timeout")
         kwargs["retry"] = lib.retry.Retry(redis.backoff.NoBackoff(), 0)
+        if not use_asyncio:
+            kwargs["retry_total"] = settings.retry_total
         pool = lib.ConnectionPool(
-            connection_class=lib.UnixDomainSocketConnection,
+            connection_class=lib.UnixDomainSocketConnection if use_asyncio else _UnixConnection,
             path=url.path,
             db=_db(url, settings),
             max_connections=settings.max_connections,
@@ -237,8 +289,8 @@ def build_client(
     raise InvalidURLError(f"the redis plugin does not serve the scheme {scheme!r}")
 
 
-def _classify(server: str, exc: BaseException) -> BaseException | None:
-    """The error to raise instead of retrying, or None to retry."""
+def _refused_credentials(server: str, exc: BaseException) -> BaseException | None:
+    """A clear error for a refused password, or None for the usual rule."""
     if isinstance(exc, redis.exceptions.AuthenticationError) or (
         isinstance(exc, redis.exceptions.ResponseError)
         and ("NOAUTH" in str(exc) or "WRONGPASS" in str(exc))
@@ -247,56 +299,18 @@ def _classify(server: str, exc: BaseException) -> BaseException | None:
             f"Redis at {server} refused the credentials ({exc}); put the right password "
             f"in the URL as redis://:PASSWORD@host:port/db (or USER:PASSWORD@ for ACL users)"
         )
-    if isinstance(exc, RETRYABLE):
-        return None
-    return exc
+    return None
 
 
-class Retrier:
-    """Runs calls again after connection errors: exponential backoff with full
-    jitter, bounded by a total time, then a clear error naming the server."""
-
-    def __init__(self, server: str, total: float, base: float = 0.025, cap: float = 1.0) -> None:
-        self.server = server
-        self.total = total
-        self.base = base
-        self.cap = cap
-        self.retries = 0  # how many times a call was tried again (for tests and metrics)
-
-    def _delay(self, exc: BaseException, attempt: int, deadline: float) -> float:
-        """The pause before the next try, or raise the error that ends the call."""
-        final = _classify(self.server, exc)
-        if final is exc:
-            raise exc
-        if final is not None:
-            raise final from exc
-        delay = random.uniform(0, min(self.cap, self.base * 2**attempt))
-        if time.monotonic() + delay > deadline:
-            raise BackendUnavailableError(
-                f"Redis at {self.server} did not answer for {self.total:g} s "
-                f"({type(exc).__name__}: {exc}); check that the server is running "
-                f"and reachable, or raise retry_total"
-            ) from exc
-        self.retries += 1
-        return delay
-
-    def __call__(self, call: Callable[[], T]) -> T:
-        deadline = time.monotonic() + self.total
-        attempt = 0
-        while True:
-            try:
-                return call()
-            except redis.exceptions.RedisError as exc:
-                time.sleep(self._delay(exc, attempt, deadline))
-                attempt += 1
-
-    async def run_async(self, call: Callable[[], Awaitable[T]]) -> T:
-        """The same policy for a coroutine function (the asyncio twin)."""
-        deadline = time.monotonic() + self.total
-        attempt = 0
-        while True:
-            try:
-                return await call()
-            except redis.exceptions.RedisError as exc:
-                await asyncio.sleep(self._delay(exc, attempt, deadline))
-                attempt += 1
+def build_retry(url: BackendURL, settings: ClientSettings) -> Retry:
+    """The retry policy of every call: RETRYABLE errors, within retry_total and
+    the caller's deadline (:class:`resultstore.Retry`)."""
+    server = url.redacted()
+    return Retry(
+        "Redis",
+        server=server,
+        total=settings.retry_total,
+        retry_on=RETRYABLE,
+        translate=functools.partial(_refused_credentials, server),
+        secret=url.password,
+    )

@@ -21,9 +21,14 @@ __all__ = ["RedisListener"]
 
 
 class RedisListener:
-    """A :class:`~resultstore.protocols.PushListener` over one pub/sub connection,
-    whose announcements carry the stored value
-    (:class:`~resultstore.protocols.SupportsCarriedResults`)."""
+    """A :class:`~resultstore.protocols.PushListener` over one pub/sub connection.
+
+    Announcements carry the stored value, but anyone allowed to ``PUBLISH``
+    can send one, so by default they are only wake-ups: the hub reads the
+    announced ids from the store. With ``trust_carried`` the values are
+    handed over as they came (:class:`~resultstore.protocols.SupportsCarriedResults`),
+    each only for the id it names itself.
+    """
 
     def __init__(
         self,
@@ -31,11 +36,14 @@ class RedisListener:
         channel: Callable[[str], str],
         prefix_len: int,
         decode: Callable[[bytes], TaskResult],
+        *,
+        trust_carried: bool = False,
     ) -> None:
         self._pubsub = client.pubsub(ignore_subscribe_messages=True)
         self._channel = channel
         self._prefix_len = prefix_len
         self._decode = decode
+        self._trust_carried = trust_carried
         self._lock = threading.Lock()
         self._subscribed: set[str] = set()
         self._carried: dict[str, TaskResult] = {}
@@ -86,9 +94,15 @@ class RedisListener:
             task_id = channel[self._prefix_len :]
             if task_id in self._subscribed:
                 announced.append(task_id)
-                # Undecodable: the hub reads it instead and reports the error.
-                with contextlib.suppress(PayloadError):
-                    self._carried[task_id] = self._decode(message["data"])
+                if self._trust_carried:
+                    self._carry(task_id, message["data"])
+
+    def _carry(self, task_id: str, data: bytes) -> None:
+        # Undecodable, or about another task: the hub reads the store instead.
+        with contextlib.suppress(PayloadError):
+            result = self._decode(data)
+            if result.task_id == task_id:
+                self._carried[task_id] = result
 
     def wake(self) -> None:
         """Cut a blocked :meth:`wait` short: a PING on the connection answers at once."""
@@ -97,7 +111,7 @@ class RedisListener:
                 self._pubsub.ping()
 
     def take_carried(self) -> dict[str, TaskResult]:
-        """Results that came with the announcements (the store publishes the value)."""
+        """Results that came with the announcements, when they are trusted (else none)."""
         carried, self._carried = self._carried, {}
         return carried
 
