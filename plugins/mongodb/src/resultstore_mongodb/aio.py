@@ -8,18 +8,21 @@ for both).
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import functools
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import bson
+import pymongo
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 from resultstore.models import StoreOutcome, TaskResult
 
 from resultstore_mongodb.backend import (
     BEFORE_FIELDS,
+    CLOSE_TIMEOUT,
     CURRENT_FIELDS,
     UPSERT_TRIES,
     Refused,
@@ -45,6 +48,8 @@ class AsyncMongoBackend:
     def __init__(self, backend: MongoBackend) -> None:
         self._sync = backend
         self.capabilities = backend.capabilities
+        # The same policy; a copy, so that closing this twin refuses its calls only.
+        self.retry = copy.copy(backend.retry)
         self.client = build_client(backend.settings, use_asyncio=True)
         database = self.client.get_database(backend.settings.database, codec_options=CODEC_OPTIONS)
         self.database = database
@@ -105,9 +110,9 @@ class AsyncMongoBackend:
         now = sync.now()
         doc = sync.documents.result(result, sync.expires_at(now))
         if overwrite:
-            before = await sync.retry.run_async(lambda: self._overwrite(result.task_id, doc))
+            before = await self.retry.run_async(lambda: self._overwrite(result.task_id, doc))
             return StoreOutcome(True, result.state, live_state(before, now))
-        return await sync.retry.run_async(lambda: self._store(result, doc, now))
+        return await self.retry.run_async(lambda: self._store(result, doc, now))
 
     async def _find_one(self, task_id: str) -> Any:
         # As the sync backend's find_one: the find command, without a cursor.
@@ -126,7 +131,7 @@ class AsyncMongoBackend:
 
     async def get(self, task_id: str) -> TaskResult | None:
         sync = self._sync
-        doc = await sync.retry.run_async(lambda: self._find_one(task_id))
+        doc = await self.retry.run_async(lambda: self._find_one(task_id))
         if doc is None or not live(doc, sync.now()):
             return None
         return sync.documents.load_result(doc)
@@ -143,7 +148,7 @@ class AsyncMongoBackend:
         step = sync.settings.read_batch
         for start in range(0, len(ids), step):
             chunk = ids[start : start + step]
-            for doc in await sync.retry.run_async(functools.partial(read, chunk)):
+            for doc in await self.retry.run_async(functools.partial(read, chunk)):
                 docs[doc["_id"]] = doc
         now = sync.now()
         return {
@@ -156,7 +161,9 @@ class AsyncMongoBackend:
         }
 
     async def forget(self, task_id: str) -> None:
-        await self._sync.retry.run_async(lambda: self.results.delete_one({"_id": task_id}))
+        await self.retry.run_async(lambda: self.results.delete_one({"_id": task_id}))
 
     async def close(self) -> None:
-        await self.client.close()
+        self.retry.close()
+        with pymongo.timeout(CLOSE_TIMEOUT):  # as the sync backend's close()
+            await self.client.close()

@@ -45,7 +45,7 @@ from resultstore.models import ChordOutcome, ChordState, Group, StoreOutcome, Ta
 from resultstore.protocols import Capability
 from resultstore.states import READY_STATES, state_from_str
 
-from resultstore_mongodb.client import Retrier, Settings, build_client, server_identity
+from resultstore_mongodb.client import MongoRetry, Settings, build_client, server_identity
 from resultstore_mongodb.documents import CODEC_OPTIONS, RAW_REPLY, Documents
 from resultstore_mongodb.listener import ChangeStreamListener
 
@@ -89,6 +89,8 @@ BATCH = 1000
 #: how often an upsert that lost an insert race is run again before giving up.
 UPSERT_TRIES = 8
 _DUPLICATE_KEY = 11000
+#: how long close() may wait to end the client's sessions on the server (seconds).
+CLOSE_TIMEOUT = 1.0
 
 _TOKEN_PREFIX = uuid.uuid4().hex[:16]
 _tokens = itertools.count()
@@ -237,7 +239,7 @@ class MongoBackend:
         self._clock = settings.clock
         self.documents = Documents(config.serializer)
         self.freshness = Freshness()
-        self.retry = Retrier(settings.server, settings.retry_total, config.url.password)
+        self.retry = MongoRetry(settings.server, settings.retry_total, config.url.password)
         self.client = build_client(settings)
         try:
             hello = self.retry(lambda: self.client.admin.command("hello"))
@@ -495,7 +497,12 @@ class MongoBackend:
         self.retry(lambda: self.results.delete_one({"_id": task_id}))
 
     def close(self) -> None:
-        self.client.close()
+        # Later calls raise BackendUnavailableError (pymongo's would be its own error).
+        self.retry.close()
+        # close() ends the client's sessions on the server, which waits for a
+        # server up to serverSelectionTimeoutMS: not past CLOSE_TIMEOUT.
+        with pymongo.timeout(CLOSE_TIMEOUT):
+            self.client.close()
 
     def plant_payload(self, task_id: str, payload: bytes, state: str = "SUCCESS") -> None:
         """Put raw bytes where a result would be (tests of corrupt payloads)."""
@@ -653,13 +660,6 @@ class MongoBackend:
         received = frozenset(int(i) for i in doc.get("received", []))
         return ChordState(group_id, size, received, size > 0 and len(received) >= size)
 
-    # -- cleanup, push, asyncio ---------------------------------------------------------
-
-    def cleanup(self) -> int:
-        expired = {"expires_at": {"$lte": self.now()}}
-        removed = self.retry(lambda: self.results.delete_many(expired)).deleted_count
-        self.retry(lambda: self.groups.delete_many(expired))
-        self.retry(lambda: self.chords.delete_many(expired))
     def claim_chord_body(self, group_id: str, lease: float) -> ChordOutcome | None:
         now = self.now()
         doc = self.retry(
@@ -698,9 +698,17 @@ class MongoBackend:
             )
         )
 
+    # -- cleanup, push, asyncio ---------------------------------------------------------
+
+    def cleanup(self) -> int:
+        expired = {"expires_at": {"$lte": self.now()}}
+        removed = self.retry(lambda: self.results.delete_many(expired)).deleted_count
+        self.retry(lambda: self.groups.delete_many(expired))
+        self.retry(lambda: self.chords.delete_many(expired))
         return int(removed)
 
     def listener(self) -> ChangeStreamListener:
+        self.retry.check_open()
         return ChangeStreamListener(
             self.results,
             self.documents.load_result,

@@ -9,9 +9,8 @@ pymongo itself is imported here, never by the entry-point module.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import random
+import functools
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
@@ -24,19 +23,19 @@ import pymongo.errors
 import pymongo.uri_parser
 from resultstore.config import BackendConfig
 from resultstore.errors import (
-    BackendUnavailableError,
     ConfigurationError,
     InvalidURLError,
     UnknownOptionError,
 )
 from resultstore.options import parse_bool
-from resultstore.urls import BackendURL, redact
+from resultstore.retrying import Retry, scrub, time_left
+from resultstore.urls import BackendURL
 
 __all__ = [
     "DEFAULT_DATABASE",
     "DEFAULT_SOCKET_TIMEOUT_MS",
     "Clock",
-    "Retrier",
+    "MongoRetry",
     "Settings",
     "build_client",
     "scrub",
@@ -105,14 +104,6 @@ def _auto_bool(value: object) -> bool | None:
     if isinstance(value, str) and value.strip().lower() == "auto":
         return None
     return parse_bool(value)
-
-
-def scrub(text: str, secret: str | None) -> str:
-    """``text`` without the password, in any spelling a client library may echo."""
-    if secret:
-        for form in {secret, urllib.parse.quote(secret, safe=""), urllib.parse.quote_plus(secret)}:
-            text = text.replace(form, "***")
-    return redact(text)
 
 
 def _base_uri(url: BackendURL) -> str:
@@ -295,101 +286,66 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, pymongo.errors.OperationFailure) and exc.code in _RETRY_CODES
 
 
-class Retrier:
-    """Runs a call again after transient errors, bounded by a total time.
+def _refusal(server: str, secret: str | None, exc: BaseException) -> BaseException | None:
+    """A clear error for refused credentials or rights, or None for the usual rule."""
+    if isinstance(exc, pymongo.errors.OperationFailure) and exc.code == _AUTH_FAILED:
+        return ConfigurationError(
+            f"MongoDB at {server} refused the credentials ({scrub(str(exc), secret)}); "
+            f"put the right user and password in the URL as "
+            f"mongodb://USER:PASSWORD@host/database, with authSource=DB when the user is "
+            f"defined in another database than the URL's"
+        )
+    if isinstance(exc, pymongo.errors.OperationFailure) and exc.code == _UNAUTHORIZED:
+        return ConfigurationError(
+            f"MongoDB at {server} did not allow an operation ({scrub(str(exc), secret)}); "
+            f"grant the user readWrite on the database "
+            f"(and createIndex, or pass create_indexes=false once the indexes exist)"
+        )
+    if isinstance(exc, pymongo.errors.ConfigurationError):
+        return ConfigurationError(
+            f"MongoDB client configuration for {server}: {scrub(str(exc), secret)}"
+        )
+    return None
 
-    pymongo retries a retryable read or write once by itself; this adds
-    exponential backoff with full jitter for the rest (a server that is
-    restarting, a standalone server, where writes are not retryable), and
-    ends with a clear error that names the server and never the password.
-    Retries run under ``pymongo.timeout()`` with the time left, so server
-    selection never waits past the bound.
-    """
 
-    def __init__(
-        self, server: str, total: float, secret: str | None, base: float = 0.025, cap: float = 1.0
-    ) -> None:
-        self.server = server
-        self.total = total
-        self.secret = secret
-        self.base = base
-        self.cap = cap
-        self.retries = 0  # how many times a call was tried again (for tests and metrics)
+def _bounded(call: Callable[[], T]) -> T:
+    # Under pymongo.timeout() only when something bounds the call: it costs a
+    # few percent of every call, and a first try without a caller's deadline
+    # is bounded by the client's own timeouts (defaulted from retry_total).
+    left = time_left()
+    if left is None:
+        return call()
+    with pymongo.timeout(left):
+        return call()
 
-    def error(self, exc: BaseException) -> BaseException | None:
-        """The error to raise instead of ``exc``, ``exc`` itself, or None to retry."""
-        if isinstance(exc, pymongo.errors.OperationFailure) and exc.code == _AUTH_FAILED:
-            return ConfigurationError(
-                f"MongoDB at {self.server} refused the credentials "
-                f"({scrub(str(exc), self.secret)}); "
-                f"put the right user and password in the URL as "
-                f"mongodb://USER:PASSWORD@host/database, with authSource=DB when the user is "
-                f"defined in another database than the URL's"
-            )
-        if isinstance(exc, pymongo.errors.OperationFailure) and exc.code == _UNAUTHORIZED:
-            return ConfigurationError(
-                f"MongoDB at {self.server} did not allow an operation "
-                f"({scrub(str(exc), self.secret)}); grant the user readWrite on the database "
-                f"(and createIndex, or pass create_indexes=false once the indexes exist)"
-            )
-        if isinstance(exc, pymongo.errors.ConfigurationError):
-            return ConfigurationError(
-                f"MongoDB client configuration for {self.server}: {scrub(str(exc), self.secret)}"
-            )
-        if _retryable(exc):
-            return None
-        return exc
 
-    def _delay(self, exc: BaseException, attempt: int, deadline: float) -> float:
-        """The pause before the next try, or raise the error that ends the call."""
-        final = self.error(exc)
-        if final is exc:
-            raise exc
-        if final is not None:
-            raise final from None
-        delay = random.uniform(0, min(self.cap, self.base * 2**attempt))
-        if time.monotonic() + delay > deadline:
-            detail = scrub(str(exc), self.secret)
-            if len(detail) > 300:
-                detail = detail[:300] + "..."
-            raise BackendUnavailableError(
-                f"MongoDB at {self.server} did not answer for {self.total:g} s "
-                f"({type(exc).__name__}: {detail}); check that the server is running and "
-                f"reachable, or raise retry_total"
-            ) from None
-        self.retries += 1
-        return delay
+async def _abounded(call: Callable[[], Awaitable[T]]) -> T:
+    left = time_left()
+    if left is None:
+        return await call()
+    with pymongo.timeout(left):
+        return await call()
+
+
+class MongoRetry(Retry):
+    """:class:`resultstore.Retry` for pymongo: transient errors are tried again
+    (pymongo retries a retryable read or write once by itself; this covers a
+    restarting or standalone server), and every bounded try runs under
+    ``pymongo.timeout()`` with the time left, so server selection and sockets
+    never wait past retry_total or the caller's deadline."""
+
+    def __init__(self, server: str, total: float, secret: str | None) -> None:
+        super().__init__(
+            "MongoDB",
+            server=server,
+            total=total,
+            retry_on=_retryable,
+            translate=functools.partial(_refusal, server, secret),
+            secret=secret,
+        )
 
     def __call__(self, call: Callable[[], T]) -> T:
-        deadline = time.monotonic() + self.total
-        try:
-            # The first try runs bare: the client's own timeouts (server
-            # selection and sockets, defaulted from retry_total) bound it, and
-            # pymongo.timeout() costs a few percent of every call.
-            return call()
-        except pymongo.errors.PyMongoError as exc:
-            time.sleep(self._delay(exc, 0, deadline))
-        attempt = 1
-        while True:
-            try:
-                with pymongo.timeout(max(0.05, deadline - time.monotonic())):
-                    return call()
-            except pymongo.errors.PyMongoError as exc:
-                time.sleep(self._delay(exc, attempt, deadline))
-                attempt += 1
+        return super().__call__(functools.partial(_bounded, call))
 
     async def run_async(self, call: Callable[[], Awaitable[T]]) -> T:
-        """The same policy for a coroutine function (the asyncio twin)."""
-        deadline = time.monotonic() + self.total
-        try:
-            return await call()
-        except pymongo.errors.PyMongoError as exc:
-            await asyncio.sleep(self._delay(exc, 0, deadline))
-        attempt = 1
-        while True:
-            try:
-                with pymongo.timeout(max(0.05, deadline - time.monotonic())):
-                    return await call()
-            except pymongo.errors.PyMongoError as exc:
-                await asyncio.sleep(self._delay(exc, attempt, deadline))
-                attempt += 1
+        return await super().run_async(functools.partial(_abounded, call))
