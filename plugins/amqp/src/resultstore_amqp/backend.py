@@ -194,12 +194,14 @@ class AmqpBackend:
             if address is None:
                 raise BackendUnavailableError(f"no direct reply-to address yet on {self._where()}")
             return address
-        if name is None or name == reader.queue:
-            return reader.queue
+        if name is None or reader.knows(name):
+            return reader.queue if name is None else name
+        # Declared here, before the caller sends its task: a result sent to a
+        # queue that does not exist yet would be dropped by the broker.
         self._with_channel(lambda channel: self._declare(channel, reader, name))
-        reader.add_queue(name)
-        # A no-op message wakes the reader so that it consumes the new queue now.
-        self._send(reader.queue, b"", {H_WAKE: True}, None, None)
+        if reader.add_queue(name):
+            # A no-op message wakes the reader so that it consumes the new queue now.
+            self._send(reader.queue, b"", {H_WAKE: True}, None, None)
         return name
 
     def _declare(self, channel: Any, reader: ReplyReader, name: str) -> None:

@@ -157,12 +157,17 @@ class ReplyReader:
 
     # -- what clients call (any thread) ---------------------------------------------------
 
-    def add_queue(self, name: str) -> None:
-        """Consume ``name`` too (declared by the caller); takes effect within a drain slice."""
+    def knows(self, name: str) -> bool:
+        with self._lock:
+            return name == self.queue or name in self._extra
+
+    def add_queue(self, name: str) -> bool:
+        """Consume ``name`` too (declared by the caller); False if it was already."""
         with self._lock:
             if name == self.queue or name in self._extra:
-                return
+                return False
             self._extra[name] = None
+            return True
 
     def expect(self, message_id: str) -> None:
         with self._lock:

@@ -35,7 +35,7 @@ from celery.utils.functional import _regen  # type: ignore[import-untyped]  # ce
 from celery.utils.log import get_logger  # type: ignore[import-untyped]  # celery ships no type information
 from resultstore.errors import BackendUnavailableError, ChordError, ConfigurationError
 from resultstore.models import ChordOutcome, ExceptionInfo, TaskResult
-from resultstore.protocols import Capability
+from resultstore.protocols import Capability, SupportsReplyTo
 from resultstore.store import ResultStore, connect
 from resultstore.urls import redact
 from resultstore.waiting import Inbox, describe_ids, failing_note
@@ -251,8 +251,24 @@ class ResultStoreBackend(BaseBackend):  # type: ignore[misc]  # Celery's base cl
     ) -> Any:
         # A ready state already stored stays: the store refuses the write
         # atomically (Celery's own backends only check SUCCESS, and racily).
-        self.store.store(self._task_result(task_id, result, state, traceback, request))
+        # reply_to routes the result to the caller on message backends
+        # (resultstore+rpc://); stores that are read by everyone ignore it.
+        self.store.store(
+            self._task_result(task_id, result, state, traceback, request),
+            reply_to=getattr(request, "reply_to", None) or None,
+        )
         return result
+
+    def on_task_call(self, producer: Any, task_id: str) -> None:
+        """Before a task is sent: make the reply queue Celery names in it read by this process.
+
+        Celery puts ``app.thread_oid`` in each task's ``reply_to``; on a
+        store that delivers results to their caller (``SupportsReplyTo``)
+        that queue is declared and consumed before the task leaves.
+        """
+        backend = self.store.backend
+        if isinstance(backend, SupportsReplyTo):
+            backend.reply_address(self.app.thread_oid)
 
     def _forget(self, task_id: str) -> None:
         self.store.forget(task_id)
@@ -438,6 +454,21 @@ class ResultStoreBackend(BaseBackend):  # type: ignore[misc]  # Celery's base cl
         self._sized[group_id] = size
         while len(self._sized) > _SIZED_MAX:
             self._sized.popitem(last=False)
+
+    def ensure_chords_allowed(self) -> None:
+        """Refuse chords where neither the store nor Celery's fallback can run them.
+
+        Without CHORDS, Celery's ``chord_unlock`` task reads the header's
+        results from a worker, which only a SHARED store allows (not one that
+        sends each result to its caller, such as ``rpc://``).
+        """
+        capabilities = self.store.capabilities
+        if Capability.CHORDS not in capabilities and Capability.SHARED not in capabilities:
+            raise NotImplementedError(
+                f"{self.as_uri()} cannot run chords: its results reach only the client that "
+                f"sent each task, so no worker can gather a chord's header. Use a store with "
+                f"chords (resultstore+redis://...) for chords"
+            )
 
     def apply_chord(self, header_result_args: Sequence[Any], body: Any, **kwargs: Any) -> None:
         """Prepare a chord before its header is sent: save the header, set the size.

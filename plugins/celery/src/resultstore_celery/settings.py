@@ -82,6 +82,22 @@ def store_url(url: str | None) -> str:
     return url
 
 
+def _rpc_on_broker(url: str, conf: Mapping[str, Any]) -> str:
+    """``rpc://`` with no host means the broker, as in Celery: take its address."""
+    head, sep, query = url.partition("?")
+    if head.lower().rstrip("/") != "rpc:":
+        return url
+    broker = str(conf.get("broker_url") or "")
+    scheme, found, rest = broker.partition("://")
+    if not found or scheme.lower() not in ("amqp", "amqps", "pyamqp"):
+        raise ConfigurationError(
+            f"result_backend 'resultstore+rpc://' sends results through the broker, but the "
+            f"broker {redact(broker) or '(none)'!r} is not RabbitMQ (amqp://); write the "
+            f"RabbitMQ address yourself: 'resultstore+rpc://user:password@host:5672/vhost'"
+        )
+    return f"rpc://{rest.partition('?')[0]}{sep}{query}"
+
+
 def _expires(value: Any) -> float | None:
     # Celery: None or 0 keeps results forever; a timedelta was already made seconds.
     if value is None:
@@ -164,7 +180,7 @@ def settings_from(
     class made of ``result_expires``, ``result_serializer`` and the accepted
     content types.
     """
-    target = store_url(url)
+    target = _rpc_on_broker(store_url(url), conf)
     in_url = set(parse_url(target).query)
     mapped: dict[str, Any] = {"expires": _expires(expires)}
     mapped.update(_codec(serializer, accept))
