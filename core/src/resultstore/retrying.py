@@ -170,11 +170,12 @@ class Retry:
                 raise final from None
         if not self._retryable(exc):
             raise exc
-        delay = random.uniform(0, min(self.cap, self.base * 2**attempt))
-        if time.monotonic() + delay >= _earliest(started + self.total, caller):
+        left = _earliest(started + self.total, caller) - time.monotonic()
+        if left <= _MIN_TRY:
             self._give_up(exc, started, caller)
         self.retries += 1
-        return delay
+        # The last pause ends just before the bound, for one more quick try.
+        return min(random.uniform(0, min(self.cap, self.base * 2**attempt)), left - _MIN_TRY)
 
     def _give_up(self, exc: BaseException, started: float, caller: float | None) -> NoReturn:
         now = time.monotonic()
