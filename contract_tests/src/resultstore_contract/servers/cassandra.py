@@ -56,6 +56,7 @@ DEFAULT_SUPERUSER = ("cassandra", "cassandra")
 
 _OPCODES = {"ERROR": 0x00, "STARTUP": 0x01, "READY": 0x02, "AUTHENTICATE": 0x03}
 _OPTIONS, _SUPPORTED, _QUERY, _RESULT = 0x05, 0x06, 0x07, 0x08
+_ROWS = 0x0002
 _AUTH_RESPONSE, _AUTH_SUCCESS = 0x0F, 0x10
 _CONSISTENCY = {"ONE": 0x0001, "QUORUM": 0x0004, "ALL": 0x0005, "LOCAL_QUORUM": 0x0006}
 
@@ -158,19 +159,31 @@ def cql_query(
     credentials: tuple[str, str] | None = None,
     consistency: str = "ONE",
     timeout: float = 10.0,
-) -> None:
-    """Run one CQL statement on a fresh connection; raise :class:`CqlError` if it fails.
+) -> int:
+    """Run one CQL statement on a fresh connection; the number of rows it returned.
 
-    Only for setting up and probing test nodes: a client library is what a
-    backend uses. Rows that come back are not decoded.
+    Raises :class:`CqlError` if it fails. Only for setting up and probing test
+    nodes (the node that is connected to coordinates the request): a client
+    library is what a backend uses. Rows are counted, not decoded.
     """
     with _cql_connection(address, credentials, timeout) as sock:
         text = query.encode()
-        level = struct.pack(">HB", _CONSISTENCY[consistency], 0)
+        # Flag 0x02 (skip_metadata): a Rows result carries no column specs to parse.
+        level = struct.pack(">HB", _CONSISTENCY[consistency], 0x02)
         body = struct.pack(">i", len(text)) + text + level
         reply, data = _request(sock, _QUERY, body)
         if reply != _RESULT:
             raise CqlError(f"{query!r} at {consistency} on {address}: {_error_text(data)}")
+        (kind,) = struct.unpack_from(">i", data)
+        if kind != _ROWS:
+            return 0
+        flags, _ = struct.unpack_from(">ii", data, 4)
+        position = 12
+        if flags & 0x0002:  # has_more_pages: a paging state comes first
+            (length,) = struct.unpack_from(">i", data, position)
+            position += 4 + max(length, 0)
+        (count,) = struct.unpack_from(">i", data, position)
+        return int(count)
 
 
 def _cql_ready(address: tuple[str, int], login: tuple[str, str] | None) -> bool:
@@ -438,8 +451,11 @@ class CassandraNode:
             os.kill(self.process.pid, signal.SIGKILL)
             self.process.stop(grace=10)
 
-    def stop(self, grace: float = 30.0) -> None:
-        """SIGTERM (Cassandra drains: memtables flushed), SIGKILL after ``grace``."""
+    def stop(self, grace: float = 5.0) -> None:
+        """SIGTERM (Cassandra drains: memtables flushed), SIGKILL after ``grace``.
+
+        A throwaway node need not finish its drain; pass a longer grace to keep it whole.
+        """
         if self.process is not None:
             self.process.stop(grace=grace)
 

@@ -41,6 +41,7 @@ from cassandra.policies import (  # type: ignore[import-untyped]  # untyped driv
     TokenAwarePolicy,
 )
 from cassandra.protocol import (  # type: ignore[import-untyped]  # untyped driver
+    ErrorMessage,
     IsBootstrappingErrorMessage,
     OverloadedErrorMessage,
     ServerError,
@@ -63,6 +64,7 @@ __all__ = [
     "CoordinationFailure",
     "DCAwareRoundRobinPolicy",
     "DefaultEndPoint",
+    "ErrorMessage",
     "ExecutionProfile",
     "ExponentialReconnectionPolicy",
     "InvalidRequest",

@@ -32,6 +32,7 @@ from resultstore_cassandra._driver import (
     CoordinationFailure,
     DCAwareRoundRobinPolicy,
     DefaultEndPoint,
+    ErrorMessage,
     ExecutionProfile,
     ExponentialReconnectionPolicy,
     InvalidRequest,
@@ -62,6 +63,7 @@ __all__ = [
     "Settings",
     "build_cluster",
     "scrub",
+    "transient",
 ]
 
 T = TypeVar("T")
@@ -391,6 +393,19 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
 )
 
 
+#: the server's CAS_WRITE_UNKNOWN error (protocol v5): a Paxos proposal reached fewer
+#: replicas than a quorum, so it may or may not take effect. The driver has no class for it.
+_CAS_WRITE_UNKNOWN = 0x1700
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether the same call may be tried again (the backend's writes are safe to repeat:
+    plain ones are idempotent, conditional ones recognise their own writer token)."""
+    if isinstance(exc, _TRANSIENT):
+        return True
+    return isinstance(exc, ErrorMessage) and getattr(exc, "code", None) == _CAS_WRITE_UNKNOWN
+
+
 def _auth_failure(exc: BaseException) -> bool:
     if isinstance(exc, AuthenticationFailed):
         return True
@@ -419,7 +434,7 @@ class Retrier:
             "Cassandra",
             server=settings.server,
             total=settings.retry_total if total is None else total,
-            retry_on=_TRANSIENT,
+            retry_on=transient,
             translate=self.translate,
             secret=settings.password,
         )
@@ -440,7 +455,7 @@ class Retrier:
         final = self.translate(exc)
         if final is not None:
             return final
-        return None if isinstance(exc, _TRANSIENT) else exc
+        return None if transient(exc) else exc
 
     def translate(self, exc: BaseException) -> BaseException | None:
         """The clear error for ``exc`` when it is not worth a retry, else None."""
@@ -458,7 +473,7 @@ class Retrier:
             )
         if isinstance(exc, InvalidRequest):
             text = str(exc).lower()
-            if "keyspace" in text and "does not exist" in text:
+            if "keyspace" in text and ("does not exist" in text or "doesn't exist" in text):
                 return ConfigurationError(
                     f"Cassandra at {self.server}: {self.detail(exc)}; create the keyspace "
                     f"(CREATE KEYSPACE ... WITH replication = {{'class': "
