@@ -396,3 +396,26 @@ def test_large_results_fit_when_the_server_allows(tmp_path: Path) -> None:
         assert result is not None
         assert result.result == value
         assert store.get_many(["big"])["big"] == result
+
+
+def test_round_trips_per_call(store: resultstore.ResultStore) -> None:
+    (node,) = store.backend.ring.nodes  # type: ignore[attr-defined]
+
+    def trips(call: Any) -> int:
+        before = node.calls
+        call()
+        return int(node.calls - before)
+
+    assert trips(lambda: store.mark_as_done("rt", 1)) == 1  # add
+    assert trips(lambda: store.get("rt")) == 1
+    assert trips(lambda: store.get_many([f"m{i}" for i in range(450)])) == 3  # read_batch=200
+    assert (
+        trips(lambda: store.store_many([TaskResult(f"b{i}", State.SUCCESS) for i in range(450)]))
+        == 3
+    )
+    store.set_chord_size("rt-chord", 2)
+    part = TaskResult("p", State.SUCCESS)
+    assert trips(lambda: store.chord_part_return("rt-chord", 0, part)) == 3  # gat, add, incr
+    assert trips(lambda: store.chord_part_return("rt-chord", 0, part)) == 2  # a duplicate: no incr
+    # The last part also reads the parts and marks the chord done.
+    assert trips(lambda: store.chord_part_return("rt-chord", 1, part)) == 5

@@ -69,6 +69,8 @@ _MAX_STATE_LINE = 1024
 # What a stored item costs beyond its key and value (item header, CAS, CRLF);
 # used only to refuse a batch before any of it is sent.
 _ITEM_OVERHEAD = 64
+# memcached refuses to start with an -I below 1 KiB.
+_MIN_ITEM_SIZE_MAX = 1024
 
 _TOKEN_PREFIX = uuid.uuid4().hex[:12]
 _tokens = itertools.count()
@@ -370,6 +372,8 @@ class MemcachedBackend:
     def _check_batch_sizes(self, results: Sequence[TaskResult], writes: Sequence[Write]) -> None:
         """Refuse a batch with an item its server would refuse, before any of it is sent."""
         largest = max(len(key) + len(value) for key, _, value in writes) + _ITEM_OVERHEAD
+        if largest <= _MIN_ITEM_SIZE_MAX:
+            return  # every server takes this much; no need to ask
         limits = [node.item_size_max() for node in self.ring.nodes]
         if all(limit is None or largest <= limit for limit in limits):
             return

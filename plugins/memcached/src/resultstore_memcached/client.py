@@ -211,6 +211,8 @@ class Node:
         self._closed = False
         #: connection errors in a row (reset by any success).
         self.failures = 0
+        #: round trips made (for tests and metrics; approximate across threads).
+        self.calls = 0
         #: ``time.monotonic()`` until which the ring leaves this node out.
         self.dead_until = 0.0
         self._item_size_max: int | None = None
@@ -235,6 +237,7 @@ class Node:
             raise BackendUnavailableError(
                 f"this memcached backend (server {self.name}) was closed; connect() again to use it"
             )
+        self.calls += 1
         try:
             client = self._idle.pop()
         except IndexError:
