@@ -129,6 +129,8 @@ class ResultStore:
         #: task exception classes that result handles rebuild as themselves.
         self.allowed_exceptions: tuple[type[BaseException], ...] = tuple(allowed_exceptions)
         self._observed = hooks.observes()
+        # Checked once: isinstance on a runtime protocol costs more than a store's own work.
+        self._routes = isinstance(backend, SupportsReplyTo)
         self._hub: WaitHub | None = None
         self._hub_lock = threading.Lock()
         self._closed = False
@@ -165,8 +167,9 @@ class ResultStore:
         the result there; every other backend ignores it.
         """
         check_result(result)
-        if reply_to and isinstance(self.backend, SupportsReplyTo):
-            outcome = self.backend.store_to(result, reply_to, overwrite=overwrite)
+        if reply_to and self._routes:
+            routed = cast(SupportsReplyTo, self.backend)
+            outcome = routed.store_to(result, reply_to, overwrite=overwrite)
         else:
             outcome = self.backend.store(result, overwrite=overwrite)
         if self._observed:
@@ -367,6 +370,7 @@ class ResultStore:
         backend = self.backend
         # Whatever the backend does after close(), the store raises the documented error.
         self.backend = cast(ResultBackend, Closed(repr(self), capabilities=backend.capabilities))
+        self._routes = False
         backend.close()
 
     def __enter__(self) -> ResultStore:
