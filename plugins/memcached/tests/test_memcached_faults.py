@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import resultstore
 from resultstore import State, TaskResult
-from resultstore.errors import ChordError, ResultTimeoutError
-from resultstore_contract.servers import Server, start_memcached_ring
+from resultstore.errors import BackendUnavailableError, ChordError, ResultTimeoutError
+from resultstore_contract.servers import Server, start_memcached, start_memcached_ring
 from resultstore_memcached.backend import MemcachedBackend
 
 WAIT = 4.0
@@ -188,3 +188,25 @@ def test_a_dead_node_rejoins_after_dead_timeout(ring: Server, tmp_path: Path) ->
         if restarted is not None:
             restarted.terminate()
             restarted.wait(10)
+
+
+def test_a_server_that_stops_answering_bounds_every_call(tmp_path: Path) -> None:
+    """SIGSTOP: connections open but nothing answers. A waiter gets its error
+    within its own timeout and a store within retry_total, not after the
+    connection's 5 s read timeout times the retries."""
+    with start_memcached(tmp_path / "stopped") as server:
+        store = resultstore.connect(server.url, retry_total=1.5)
+        store.mark_as_done("before", 1)
+        os.kill(server.pids[0], signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            with pytest.raises(resultstore.ResultStoreError):
+                store.result("never").get(timeout=1)
+            assert time.monotonic() - started < 3
+            started = time.monotonic()
+            with pytest.raises(BackendUnavailableError, match="did not answer"):
+                store.mark_as_done("during", 2)
+            assert time.monotonic() - started < 1.5 + 2
+        finally:
+            os.kill(server.pids[0], signal.SIGCONT)
+            store.close()

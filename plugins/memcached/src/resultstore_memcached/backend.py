@@ -32,6 +32,7 @@ from resultstore.errors import (
     CorruptPayloadError,
 )
 from resultstore.models import ChordOutcome, ChordState, Group, StoreOutcome, TaskResult
+from resultstore.retrying import Retry
 from resultstore.states import READY_STATES, state_from_str
 
 from resultstore_memcached.client import (
@@ -39,7 +40,6 @@ from resultstore_memcached.client import (
     RETRYABLE,
     Foreign,
     Node,
-    Retrier,
     Ring,
     Settings,
     exptime,
@@ -133,7 +133,12 @@ class MemcachedBackend:
             )
         self.keys = KeyMaker(settings.key_prefix)
         self.ring = Ring(specs, settings)
-        self.retry = Retrier(", ".join(node.name for node in self.ring.nodes), settings.retry_total)
+        self.retry = Retry(
+            "memcached",
+            server=", ".join(node.name for node in self.ring.nodes),
+            total=settings.retry_total,
+            retry_on=RETRYABLE,
+        )
 
     def __repr__(self) -> str:
         return f"<MemcachedBackend {self.url.redacted()}>"
@@ -468,6 +473,7 @@ class MemcachedBackend:
         self._run(key, lambda c: c.delete(key, noreply=False))
 
     def close(self) -> None:
+        self.retry.close()
         self.ring.close()
 
     def plant_payload(self, task_id: str, payload: bytes, state: str = "SUCCESS") -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import random
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -29,6 +28,7 @@ from pymemcache.client.base import Client  # type: ignore[import-untyped]
 from pymemcache.exceptions import MemcacheUnexpectedCloseError  # type: ignore[import-untyped]
 from resultstore.errors import BackendUnavailableError, ConfigurationError, InvalidURLError
 from resultstore.options import Options, parse_bool, parse_duration
+from resultstore.retrying import time_left
 from resultstore.urls import BackendURL
 
 from resultstore_memcached.keys import check_prefix
@@ -40,7 +40,6 @@ __all__ = [
     "RETRYABLE",
     "Foreign",
     "Node",
-    "Retrier",
     "Ring",
     "Settings",
     "exptime",
@@ -216,6 +215,10 @@ class Node:
         #: ``time.monotonic()`` until which the ring leaves this node out.
         self.dead_until = 0.0
         self._item_size_max: int | None = None
+        # A call's first try runs before the retry sets a deadline: bound it by
+        # retry_total when that is shorter than the connection's own timeouts.
+        slowest = max(settings.timeout, settings.connect_timeout)
+        self._first_try = settings.retry_total if settings.retry_total < slowest else None
 
     def __repr__(self) -> str:
         return f"<memcached node {self.name}>"
@@ -242,8 +245,11 @@ class Node:
             client = self._idle.pop()
         except IndexError:
             client = self._connect()
+        left = time_left()
+        if left is None:
+            left = self._first_try
         try:
-            result = fn(client)
+            result = fn(client) if left is None else self._bounded(client, fn, left)
         except BaseException:
             client.close()
             raise
@@ -254,6 +260,21 @@ class Node:
         else:
             client.close()
         return result
+
+    def _bounded(self, client: Client, fn: Callable[[Client], T], left: float) -> T:
+        """``fn`` with the connection's timeouts cut to the ``left`` seconds the caller
+        (or the running retry) has, so that one try cannot outlast the bound."""
+        s = self._settings
+        client.connect_timeout = min(s.connect_timeout, left)
+        client.timeout = min(s.timeout, left)
+        if client.sock is not None:
+            client.sock.settimeout(client.timeout)
+        try:
+            return fn(client)
+        finally:
+            client.connect_timeout, client.timeout = s.connect_timeout, s.timeout
+            if client.sock is not None:
+                client.sock.settimeout(s.timeout)
 
     def item_size_max(self) -> int | None:
         """The server's largest item in bytes (its ``-I``), asked once; None if unknown."""
@@ -328,40 +349,3 @@ class Ring:
     def close(self) -> None:
         for node in self.nodes:
             node.close()
-
-
-class Retrier:
-    """Runs a call again after connection errors: exponential backoff with full
-    jitter, bounded by ``total`` seconds, then a clear error naming the servers."""
-
-    def __init__(self, servers: str, total: float, base: float = 0.01, cap: float = 0.5) -> None:
-        self.servers = servers
-        self.total = total
-        self.base = base
-        self.cap = cap
-        #: how many times a call was tried again (for tests and metrics).
-        self.retries = 0
-
-    def __call__(self, call: Callable[[], T]) -> T:
-        try:
-            return call()
-        except RETRYABLE as exc:
-            first = exc
-        deadline = time.monotonic() + self.total
-        attempt = 0
-        last: BaseException = first
-        while True:
-            delay = random.uniform(0, min(self.cap, self.base * 2**attempt))
-            if time.monotonic() + delay > deadline:
-                raise BackendUnavailableError(
-                    f"memcached at {self.servers} did not answer for {self.total:g} s "
-                    f"({type(last).__name__}: {last}); check that the server is running and "
-                    f"reachable, or raise retry_total"
-                ) from last
-            time.sleep(delay)
-            self.retries += 1
-            attempt += 1
-            try:
-                return call()
-            except RETRYABLE as exc:
-                last = exc
