@@ -279,32 +279,45 @@ class LifecycleContract(ContractBase):
         import resultstore
 
         opened: list[ResultStore] = []
-        options = {**store_options, **dead_server.options}
 
-        def connect() -> ResultStore:
-            client = resultstore.connect(dead_server.url, plugins=store_plugins, **options)
+        def connect(**extra: Any) -> ResultStore:
+            client = resultstore.connect(
+                dead_server.url, plugins=store_plugins, **{**store_options, **extra}
+            )
             opened.append(client)
             return client
 
+        # Plain calls go through clients with the bounding options; waits also through
+        # one with the backend's defaults (a long retry_total): the caller's timeout
+        # bounds a wait, whatever the backend's own retrying would allow.
+        plain: dict[str, ResultStore] = {}
+        waiting: dict[str, ResultStore] = {}
         try:
-            live: ResultStore | None = None
             if dead_server.stop is not None:
-                live = connect()
-                written = TaskResult(new_id(), State.SUCCESS, "before")
-                live.store(written)
-                assert live.get(written.task_id) == written
+                plain["connected before the stop"] = connect(**dead_server.options)
+                waiting["connected before the stop, default options"] = connect()
+                for client in (*plain.values(), *waiting.values()):
+                    written = TaskResult(new_id(), State.SUCCESS, "before")
+                    client.store(written)
+                    assert client.get(written.task_id) == written
                 dead_server.stop()
             wrong: list[str] = []
-            clients = {} if live is None else {"connected before the stop": live}
-            connected, took = bounded(connect, dead_server.within + SLACK, "connect()")
+            connected, took = bounded(
+                functools.partial(connect, **dead_server.options),
+                dead_server.within + SLACK,
+                "connect()",
+            )
             if not isinstance(connected, BaseException):
-                clients["connected after the stop"] = connected
+                plain["connected after the stop"] = connected
+                waiting["connected after the stop"] = connected
             elif not isinstance(connected, BackendUnavailableError):
                 wrong.append(f"connect(): raised {type(connected).__name__}: {connected}")
             elif took > dead_server.within + SLACK:
                 wrong.append(f"connect(): took {took:.2f} s")
-            for label, client in clients.items():
+            for label, client in plain.items():
                 wrong += [f"{label}: {line}" for line in _dead_calls(client, new_id, dead_server)]
+            for label, client in waiting.items():
+                wrong += [f"{label}: {line}" for line in _dead_waits(client, new_id)]
             wrong += _close_all(opened, dead_server.within)
             assert not wrong, (
                 f"with the server stopped ({dead_server.url}, bound {dead_server.within:g} s, "
@@ -315,19 +328,22 @@ class LifecycleContract(ContractBase):
 
 
 def _dead_calls(client: ResultStore, new_id: IdFactory, dead: DeadServer) -> list[str]:
-    """What went wrong with every call of ``client`` against the dead server."""
+    """What went wrong with every plain call of ``client`` against the dead server."""
     calls = _calls(client, new_id)
-    found = _verdicts(
+    return _verdicts(
         _run_all(calls, dead.within), list(calls), dead.within, (BackendUnavailableError,)
     )
+
+
+def _dead_waits(client: ResultStore, new_id: IdFactory) -> list[str]:
+    """What went wrong with every wait of ``client`` (with a timeout) against the dead server."""
     waits = _wait_calls(client, new_id, CALLER_TIMEOUT)
-    found += _verdicts(
+    return _verdicts(
         _run_all(waits, CALLER_TIMEOUT),
         list(waits),
         CALLER_TIMEOUT,
         (ResultTimeoutError, BackendUnavailableError),
     )
-    return found
 
 
 def _close_all(opened: list[ResultStore], within: float) -> list[str]:
