@@ -4,10 +4,13 @@ announcements, and the rule after ``close()``."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import resultstore
@@ -206,3 +209,26 @@ def test_the_dead_server_fixture_really_refuses(dead_url: str) -> None:
     host, port = dead_url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
     with pytest.raises(ConnectionRefusedError):
         redis_command((host, int(port)), "PING", timeout=1)
+
+
+def test_a_server_that_stops_answering_holds_no_call_past_its_bound(tmp_path: Path) -> None:
+    """SIGSTOP: connections stay open but no reply comes. A connection made
+    before waited socket_timeout (10 s) for its reply, whatever the bound."""
+    with start_redis(tmp_path) as server:
+        store = resultstore.connect(server.url, retry_total=1, key_prefix=_prefix())
+        try:
+            store.mark_as_started("a")  # this thread's connection is open now
+            os.kill(server.pids[0], signal.SIGSTOP)
+            try:
+                started = time.monotonic()
+                with pytest.raises(ResultTimeoutError):
+                    store.result("a").get(timeout=0.5)
+                assert _elapsed(started) < BOUND
+                started = time.monotonic()
+                with pytest.raises(BackendUnavailableError, match="retry_total"):
+                    store.get("a")
+                assert _elapsed(started) < 1 + BOUND
+            finally:
+                os.kill(server.pids[0], signal.SIGCONT)
+        finally:
+            store.close()

@@ -113,21 +113,37 @@ class ClientSettings:
 
 
 class _BoundedConnect:
-    """Opens a connection (TCP connect, TLS handshake) within the time the call
-    has left (:func:`resultstore.retrying.time_left`), or ``retry_total`` on a
-    call's first try: a TLS hello that a plaintext port never answers must not
+    """Opens a connection (TCP connect, TLS handshake, the first commands)
+    within the time the call has left (:func:`resultstore.retrying.time_left`),
+    or ``retry_total`` on a call's first try: a TLS hello that a plaintext port
+    never answers, or a server that accepts but does not reply, must not
     outlast either. The connection then reads with its configured timeout."""
 
     socket_timeout: float | None
     socket_connect_timeout: float | None
+    _sock: Any
 
     def __init__(self, *args: Any, retry_total: float, **kwargs: Any) -> None:
         self._retry_total = retry_total
         super().__init__(*args, **kwargs)
 
-    def _connect(self) -> Any:
+    def _bound(self) -> float:
         left = time_left()
-        bound = self._retry_total if left is None else left
+        return self._retry_total if left is None else left
+
+    def on_connect_check_health(self, *args: Any, **kwargs: Any) -> None:
+        timeout = self.socket_timeout
+        bound = self._bound()
+        if self._sock is not None and (timeout is None or bound < timeout):
+            self._sock.settimeout(bound)
+        try:
+            super().on_connect_check_health(*args, **kwargs)  # type: ignore[misc]  # redis-py's
+        finally:
+            if self._sock is not None:
+                self._sock.settimeout(timeout)
+
+    def _connect(self) -> Any:
+        bound = self._bound()
         timeout, connect_timeout = self.socket_timeout, self.socket_connect_timeout
         self.socket_timeout = bound if timeout is None else min(timeout, bound)
         self.socket_connect_timeout = (

@@ -7,7 +7,9 @@ through :class:`DirectConnections` instead: each thread keeps its own
 connection, built from the pool's settings, and talks to it directly.
 Errors behave as in redis-py: a connection error drops the socket (the next
 call reconnects, the caller's retry policy decides), and a script the server
-forgot (restart, SCRIPT FLUSH) is loaded again once.
+forgot (restart, SCRIPT FLUSH) is loaded again once. A reply is awaited no
+longer than the call has left (:func:`resultstore.retrying.time_left`), so a
+server that stopped answering cannot hold a bounded call for socket_timeout.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis.exceptions
+from resultstore.retrying import time_left
 
 __all__ = ["DirectConnections"]
 
@@ -31,6 +34,21 @@ class DirectConnections:
         self._lock = threading.Lock()
         self._all: list[Any] = []
         self._pid = os.getpid()
+        kwargs = pool.connection_kwargs
+        total, timeout = kwargs.get("retry_total"), kwargs.get("socket_timeout")
+        # A first try without a deadline waits as configured, unless that is
+        # longer than retry_total (a bound that must hold too).
+        self._first_try: float | None = (
+            total if total is not None and (timeout is None or total < timeout) else None
+        )
+
+    def _reply(self, connection: Any) -> Any:
+        left = time_left()
+        if left is None:
+            left = self._first_try
+        if left is None:
+            return connection.read_response()
+        return connection.read_response(timeout=left)
 
     def _connection(self) -> Any:
         connection = getattr(self._local, "connection", None)
@@ -51,7 +69,7 @@ class DirectConnections:
         connection = self._connection()
         try:
             connection.send_command(*args)
-            return connection.read_response()
+            return self._reply(connection)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError):
             connection.disconnect()
             raise
@@ -64,7 +82,7 @@ class DirectConnections:
             connection.send_packed_command(connection.pack_commands(commands))
             for _ in commands:
                 try:
-                    replies.append(connection.read_response())
+                    replies.append(self._reply(connection))
                 except redis.exceptions.ResponseError as exc:
                     replies.append(exc)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError):
