@@ -42,6 +42,8 @@ from resultstore_amqp.settings import AmqpSettings
 __all__ = ["AmqpBackend", "AmqpListener"]
 
 CONTENT_TYPE = "application/x-resultstore"
+#: publishes between two reads of the producer's socket for broker notices.
+PUBLISH_CHECK = 64
 
 _TOKEN_PREFIX = uuid.uuid4().hex[:12]
 _tokens = itertools.count()
@@ -85,6 +87,8 @@ class AmqpBackend:
         self._producer: Any = None
         self._channel: Any = None
         self._declared: set[str] = set()
+        self._amqp_caps: Any = None
+        self._unchecked = 0
         # Registered now, started on first read: a client that only writes
         # (a worker) never consumes, yet one that reads later still shares
         # the process's reader with clients opened before it.
@@ -129,9 +133,31 @@ class AmqpBackend:
             except Exception:
                 connection.release()
                 raise
+            # py-amqp reads the socket after every publish (two timeout changes
+            # and a recv) in case the broker said "connection blocked"; that
+            # is most of a publish's system calls. The producer reads every
+            # PUBLISH_CHECK publishes instead: broker notices and channel
+            # errors still surface, a blocked broker still stops sendall.
+            self._amqp_caps = self._channel.connection.client_properties.get("capabilities")
             self._producer = connection
             self._declared = set()
+            self._unchecked = 0
         return self._channel
+
+    def _publish(self, channel: Any, message: Any, routing_key: str) -> None:
+        """One publish (lock held), reading the broker's notices every PUBLISH_CHECK."""
+        caps = self._amqp_caps
+        self._unchecked += 1
+        check = self._unchecked >= PUBLISH_CHECK or not isinstance(caps, dict)
+        if check:
+            self._unchecked = 0
+        else:
+            caps["connection.blocked"] = False
+        try:
+            channel.basic_publish(message, exchange="", routing_key=routing_key)
+        finally:
+            if isinstance(caps, dict):
+                caps["connection.blocked"] = True
 
     def _drop_producer(self) -> None:
         producer, self._producer, self._channel = self._producer, None, None
@@ -240,9 +266,7 @@ class AmqpBackend:
         if self._expiration is not None:
             properties["expiration"] = self._expiration
         message = amqp.Message(body, **properties)
-        self._with_channel(
-            lambda channel: channel.basic_publish(message, exchange="", routing_key=routing_key)
-        )
+        self._with_channel(lambda channel: self._publish(channel, message, routing_key))
 
     def store_to(
         self, result: TaskResult, reply_to: str, *, overwrite: bool = False
