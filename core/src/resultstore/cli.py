@@ -28,6 +28,7 @@ from resultstore.hooks import build_hooks
 from resultstore.models import ExceptionInfo, TaskResult
 from resultstore.states import State
 from resultstore.store import URL_ENV, ResultStore, connect, default_url
+from resultstore.terminal import FULL, PREVIEW, Limits, json_safe, preview, safe_text
 from resultstore.urls import redact
 
 __all__ = [
@@ -112,7 +113,8 @@ class StoreCommandError(click.ClickException):
     exit_code = EXIT_STORE_ERROR
 
     def __init__(self, error: ResultStoreError, state: CliState) -> None:
-        super().__init__(state.scrub(f"{type(error).__name__}: {error}"))
+        # Messages may quote stored data (an id, a header): never raw to the terminal.
+        super().__init__(safe_text(state.scrub(f"{type(error).__name__}: {error}")))
 
 
 class _Group(click.Group):
@@ -181,20 +183,41 @@ def backends(state: CliState) -> None:
 # -- get --------------------------------------------------------------------------
 
 
-def _exception_lines(info: ExceptionInfo) -> Iterable[Text]:
+def _shown(text: str, limits: Limits, *, one_line: bool = False) -> str:
+    """Stored text as it may be shown: escaped, and cut to the preview's string limit."""
+    if limits.string is not None and len(text) > limits.string * 4:
+        text = f"{text[: limits.string * 4]}... ({len(text):,} chars)"
+    return safe_text(text, one_line=one_line)
+
+
+def _exception_lines(info: ExceptionInfo, limits: Limits) -> Iterable[Text]:
     link: ExceptionInfo | None = info
     first = True
+    shown = 0
     while link is not None:
+        if limits.items is not None and shown >= limits.items:
+            yield Text("... more causes (--full shows them)", style="dim")
+            return
         prefix = "" if first else "caused by "
         line = Text(prefix, style="dim")
         # Builtins read better bare, as Python prints them.
         name = link.type_name if link.module == "builtins" else link.qualified_name
-        line.append(name, style="bold")
+        line.append(_shown(name, limits, one_line=True), style="bold")
         if link.message:
-            line.append(f": {link.message}")
+            line.append(f": {_shown(link.message, limits)}")
         yield line
         first = False
+        shown += 1
         link = link.cause
+
+
+def _traceback_text(trace: str, limits: Limits) -> str:
+    """The traceback's last lines (where it ends is what matters), escaped."""
+    text = trace.rstrip("\n")
+    if limits.total is not None and len(text) > limits.total:
+        tail = text[-limits.total :]
+        text = f"... {len(text) - len(tail):,} earlier characters (--full shows them)\n{tail}"
+    return safe_text(text)
 
 
 def _metadata(result: TaskResult) -> list[tuple[str, Any]]:
@@ -212,28 +235,58 @@ def _metadata(result: TaskResult) -> list[tuple[str, Any]]:
     return [(label, value) for label, value in fields if value is not None]
 
 
-def _render(result: TaskResult) -> None:
+def _value(value: Any, limits: Limits) -> tuple[Pretty, bool]:
+    """A pretty view of a stored value, bounded by ``limits``, and whether it was cut."""
+    if limits is FULL:
+        return Pretty(value, overflow="fold"), False
+    shown, cut = preview(value, limits)
+    return Pretty(shown, overflow="fold"), cut
+
+
+def _render(result: TaskResult, limits: Limits) -> None:
     out = console()
+    cut = False
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column()
-    grid.add_row("Task", Text(result.task_id))
-    grid.add_row("State", Text(str(result.state), style=_STATE_STYLES.get(result.state, "")))
+    grid.add_row("Task", Text(_shown(result.task_id, limits, one_line=True)))
+    grid.add_row(
+        "State",
+        Text(
+            _shown(str(result.state), limits, one_line=True),
+            style=_STATE_STYLES.get(result.state, ""),
+        ),
+    )
     if result.date_done is not None:
         grid.add_row("Done", Text(result.date_done.isoformat()))
     if result.result is not None or result.state == State.SUCCESS:
         label = "Result" if result.state == State.SUCCESS else "Meta"
-        grid.add_row(label, Pretty(result.result))
+        view, cut = _value(result.result, limits)
+        grid.add_row(label, view)
     for label, value in _metadata(result):
-        grid.add_row(label, Text(value) if isinstance(value, str) else Pretty(value))
+        if isinstance(value, str):
+            grid.add_row(label, Text(_shown(value, limits)))
+        else:
+            view, more = _value(value, limits)
+            grid.add_row(label, view)
+            cut = cut or more
     if result.exception is not None:
-        grid.add_row("Exception", Text("\n").join(_exception_lines(result.exception)))
+        grid.add_row("Exception", Text("\n").join(_exception_lines(result.exception, limits)))
     out.print(grid)
     if result.traceback:
         out.print()
         out.print(Text("Traceback", style="bold"))
         # soft_wrap keeps long traceback lines whole, so they stay copyable.
-        out.print(Text(result.traceback.rstrip("\n")), soft_wrap=True)
+        out.print(Text(_traceback_text(result.traceback, limits)), soft_wrap=True)
+    if cut:
+        out.print()
+        out.print(
+            Text(
+                "This is a preview: parts of the value were cut. --full shows all of it, "
+                "--json prints all of it for programs.",
+                style="dim",
+            )
+        )
 
 
 def _json_value(value: Any) -> Any:
@@ -246,17 +299,25 @@ def _as_json(result: TaskResult) -> str:
     data = attrs.asdict(result, value_serializer=lambda _i, _a, v: _json_value(v))
     data["ready"] = result.ready
     # Values JSON cannot hold (bytes from a msgpack store, say) appear as their repr.
-    return json.dumps(data, indent=2, ensure_ascii=False, default=repr)
+    return json_safe(json.dumps(data, indent=2, ensure_ascii=False, default=repr))
 
 
 @main.command()
 @click.argument("task_id")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole result as one JSON object.")
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Show the whole value, however large or deeply nested (can be slow).",
+)
 @pass_state
-def get(state: CliState, task_id: str, as_json: bool) -> None:
+def get(state: CliState, task_id: str, as_json: bool, full: bool) -> None:
     """Show the stored result of TASK_ID: state, value, exception, traceback, metadata.
 
-    Exits with status 1 when the store has no result for TASK_ID.
+    Values are shown as a preview, cut in depth, length and size; --full
+    shows everything. Text from the store is shown escaped, never as
+    terminal control. Exits with status 1 when the store has no result for
+    TASK_ID.
     """
     with state.connect() as store:
         result = store.get(task_id)
@@ -266,9 +327,17 @@ def get(state: CliState, task_id: str, as_json: bool) -> None:
             f"the id is unknown, or its result was forgotten or has expired"
         )
     if as_json:
-        click.echo(_as_json(result))
+        try:
+            text = _as_json(result)
+        except RecursionError:
+            fail(
+                f"the result of task {task_id!r} is nested too deeply to print as JSON; "
+                f"look at it without --json (a preview), or read it with the Python API",
+                code=EXIT_STORE_ERROR,
+            )
+        click.echo(text)
     else:
-        _render(result)
+        _render(result, FULL if full else PREVIEW)
 
 
 # -- forget and cleanup -----------------------------------------------------------

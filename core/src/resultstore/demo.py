@@ -40,6 +40,7 @@ from resultstore.protocols import Capability
 from resultstore.result import AsyncResult, GroupResult, chord_part_done, start_chord
 from resultstore.states import READY_STATES, State
 from resultstore.store import ResultStore, connect
+from resultstore.terminal import safe_markup, safe_text
 from resultstore.urls import redact
 
 if TYPE_CHECKING:
@@ -467,7 +468,7 @@ def _summary(
     table.add_column(style="bold", no_wrap=True)
     table.add_column()
     for name in sorted(counts):
-        table.add_row(f"{name}", Text(str(counts[name]), style=_STATE_STYLES.get(name, "")))
+        table.add_row(safe_markup(name), Text(str(counts[name]), style=_STATE_STYLES.get(name, "")))
     retried = sum(1 for m in metas if m is not None and m.retries)
     progressed = sum(1 for j in plan.jobs if j.progress_steps)
     table.add_row("retried", str(retried))
@@ -507,7 +508,8 @@ def _pointers(
 
 
 def _counts_text(counts: dict[str, int]) -> str:
-    return "  ".join(f"{name} {counts[name]}" for name in sorted(counts))
+    """The counts as rich markup: state names come from the store, so they are escaped."""
+    return "  ".join(f"{safe_markup(name)} {counts[name]}" for name in sorted(counts))
 
 
 @click.command("watch")
@@ -558,7 +560,7 @@ def watch_command(
         deadline = None if timeout is None else time.monotonic() + timeout
         total = len(group)
         with _progress(out) as bar:
-            progress = bar.add_task(group_id, total=total)
+            progress = bar.add_task(safe_markup(group_id), total=total)
             while True:
                 metas = group.metas()
                 counts: dict[str, int] = {}
@@ -575,18 +577,22 @@ def watch_command(
                     bar.stop()
                     out.print(
                         f"Timed out after {timeout}s: {total - ready} of {total} members "
-                        f"of {group_id!r} are not ready."
+                        f"of {safe_text(repr(group_id))} are not ready.",
+                        markup=False,
                     )
                     raise click.exceptions.Exit(EXIT_TIMEOUT)
                 pause = interval
                 if deadline is not None:
                     pause = max(0.0, min(interval, deadline - time.monotonic()))
                 time.sleep(pause)
-    table = Table(title=f"group {group_id}", title_justify="left")
+    table = Table(title=f"group {safe_markup(group_id)}", title_justify="left")
     table.add_column("State", style="bold")
     table.add_column("Tasks", justify="right")
     for name in sorted(counts):
-        table.add_row(Text(name, style=_STATE_STYLES.get(name, "")), str(counts[name]))
+        table.add_row(
+            Text(safe_text(name, one_line=True), style=_STATE_STYLES.get(name, "")),
+            str(counts[name]),
+        )
     out.print(table)
     if chord is not None:
         status = "complete" if chord.completed else "not complete"
