@@ -279,7 +279,7 @@ def test_an_unreachable_broker_is_a_clear_error_without_the_password() -> None:
     from resultstore_contract.servers import LOOPBACK, free_port
 
     url = f"amqp://guest:s3cret@{LOOPBACK}:{free_port()}//"
-    with resultstore.connect(url, connect_timeout=1, retries=0) as store:
+    with resultstore.connect(url, connect_timeout=1, retry_total=0.5) as store:
         with pytest.raises(BackendUnavailableError) as caught:
             store.store(TaskResult("t", State.SUCCESS), reply_to="q")
         assert "s3cret" not in str(caught.value)

@@ -19,6 +19,6 @@ class TestAmqpContract(BackendContract):
         # A free port nobody listens on: every connect is refused at once.
         return DeadServer(
             url=f"amqp://guest:guest@{LOOPBACK}:{free_port()}//",
-            options={"connect_timeout": 1, "retries": 1},
+            options={"connect_timeout": 1, "retry_total": 1},
             within=5.0,
         )

@@ -25,6 +25,7 @@ from resultstore.codecs import Serializer
 from resultstore.config import BackendConfig
 from resultstore.errors import BackendUnavailableError, UnsupportedOperationError
 from resultstore.models import StoreOutcome, TaskResult
+from resultstore.retrying import Retry
 
 from resultstore_amqp.plugin import CAPABILITIES
 from resultstore_amqp.reader import (
@@ -61,6 +62,16 @@ _PUBLISH_ERRORS = (
 )
 
 
+def _refused(exc: BaseException) -> BaseException | None:
+    """A login the broker refused is not tried again: it names the fix."""
+    if isinstance(exc, amqp.exceptions.AccessRefused):
+        return BackendUnavailableError(
+            f"RabbitMQ refused the login ({exc}); "
+            f"check the user, password and virtual host in the URL"
+        )
+    return None
+
+
 def _message_id() -> str:
     return f"{_TOKEN_PREFIX}{os.getpid():x}-{next(_tokens):x}"
 
@@ -84,6 +95,14 @@ class AmqpBackend:
         )
         self._delivery_mode = 2 if settings.persistent else 1
         self._lock = threading.Lock()
+        self.retry = Retry(
+            "RabbitMQ",
+            server=config.url.redacted(),
+            total=settings.retry_total,
+            retry_on=_PUBLISH_ERRORS,
+            translate=_refused,
+            secret=config.url.password,
+        )
         self._producer: Any = None
         self._channel: Any = None
         self._declared: set[str] = set()
@@ -168,25 +187,21 @@ class AmqpBackend:
                 return
 
     def _with_channel(self, action: Any) -> Any:
-        """Run ``action(channel)`` on the producer, reconnecting up to ``retries`` times."""
-        attempts = self.settings.retries + 1
-        with self._lock:
-            if self._closed:
-                raise self._closed_error()
-            for attempt in range(attempts):
+        """Run ``action(channel)`` on the producer; reconnect and try again within
+        ``retry_total`` (and the caller's deadline) after connection errors."""
+
+        def attempt() -> Any:
+            with self._lock:
+                if self._closed:
+                    raise self._closed_error()
                 try:
                     return action(self._publish_channel())
-                except amqp.exceptions.ChannelError:
-                    self._drop_producer()  # the broker closed the channel
-                    raise
-                except _PUBLISH_ERRORS as exc:
+                except (amqp.exceptions.ChannelError, *_PUBLISH_ERRORS):
+                    # A broken connection, or a channel the broker closed.
                     self._drop_producer()
-                    if attempt + 1 >= attempts or isinstance(exc, amqp.exceptions.AccessRefused):
-                        raise BackendUnavailableError(
-                            f"cannot publish to RabbitMQ at {self._where()} "
-                            f"after {attempt + 1} attempt(s): {exc}"
-                        ) from exc
-        raise AssertionError("unreachable")  # pragma: no cover
+                    raise
+
+        return self.retry(attempt)
 
     @property
     def reader(self) -> ReplyReader:
@@ -201,7 +216,7 @@ class AmqpBackend:
                     reader = reader_for(self.settings, self.connection)
                     self._reader = reader
         # Every caller waits for the queue to exist: a result sent earlier is dropped.
-        reader.start(self.settings.connect_timeout * (self.settings.retries + 1))
+        reader.start(self.settings.connect_timeout + 1.0)
         return reader
 
     # -- reply addresses (SupportsReplyTo) ----------------------------------------------------
@@ -348,6 +363,7 @@ class AmqpBackend:
             if self._closed:
                 return
             self._closed = True
+            self.retry.close()
             reader, self._reader = self._reader, None
             self._drop_producer()
         if reader is not None and reader.pid == os.getpid():

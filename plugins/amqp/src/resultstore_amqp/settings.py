@@ -89,7 +89,7 @@ class AmqpSettings:
     prefetch: int
     heartbeat: float
     connect_timeout: float
-    retries: int
+    retry_total: float
     max_buffered: int
     store_timeout: float
     queue_expires: float | None
@@ -137,7 +137,7 @@ class AmqpSettings:
             connect_timeout=options.take(
                 "connect_timeout", lambda v: parse_duration(v) or 5.0, 5.0
             ),
-            retries=options.take("retries", _positive_int, 3),
+            retry_total=options.take("retry_total", _seconds(10.0), 10.0),
             max_buffered=max(1, options.take("max_buffered", _positive_int, 10_000)),
             store_timeout=options.take("store_timeout", _seconds(30.0), 30.0),
             queue_expires=queue_expires,
