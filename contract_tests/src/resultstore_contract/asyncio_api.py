@@ -103,7 +103,9 @@ class AsyncContract(ContractBase):
     ) -> None:
         """Expiry, codec, compression and clock: the twin writes and reads as the store does."""
         clock = ManualClock() if clock_option is not None else None
-        expires = 60.0 if clock is not None else 3.0
+        # On real time, the reads below must not race the expiry: a long one here,
+        # a short one for the expiry check at the end.
+        expires = 60.0 if clock is not None else 600.0
         options: dict[str, Any] = {
             **store_options,
             "expires": expires,
@@ -150,10 +152,20 @@ class AsyncContract(ContractBase):
         )
         # Expiry and clock: what the twin wrote expires on the store's clock, when it should.
         if clock is None:
+            short, quick = 2.0, new_id()
+
+            async def write_short() -> None:
+                astore = await connect_async(
+                    resultstore_url, plugins=store_plugins, **{**options, "expires": short}
+                )
+                async with astore:
+                    assert (await astore.store(TaskResult(quick, State.SUCCESS, 1))).stored
+
+            asyncio.run(write_short())
             wait_until(
-                lambda: sync.get(by_async) is None,
-                f"the twin's write to expire (expires={expires:g} s)",
-                timeout=expires + 8.0,
+                lambda: sync.get(quick) is None,
+                f"the twin's write to expire (expires={short:g} s)",
+                timeout=short + 8.0,
             )
             return
         clock.advance(expires - 2.0)

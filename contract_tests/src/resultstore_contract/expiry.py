@@ -71,20 +71,21 @@ class ExpiryContract(ContractBase):
         store.store(TaskResult(one, State.STARTED))
         store.store_many([TaskResult(two, State.STARTED)])
         store.store(_failure(three))
-        expiring.advance(expires * 2 / 3)
+        expiring.advance(expires * 0.5)
         store.store(TaskResult(one, State.SUCCESS, 1))
         store.store_many([TaskResult(two, "PROGRESS", {"done": 1})])
         store.store(TaskResult(three, State.STARTED), overwrite=True)
-        expiring.advance(expires * 2 / 3)
-        # Past the first stores' expiry, within the second ones'.
+        # Past the first stores' expiry, well within the second ones' (real time leaves
+        # the second stores 0.9 of the expiry to be read).
+        expiring.advance(expires * 0.6)
         after = store.get_many([one, two, three])
         stale = [task_id for task_id, result in after.items() if result is None]
         assert not stale, (
             f"{stale!r} expired {expires:g} s after their first store although stored again "
-            f"{expires * 2 / 3:g} s later: every store (store, store_many, overwrite) must "
+            f"{expires * 0.5:g} s later: every store (store, store_many, overwrite) must "
             f"restart the expiry"
         )
-        expiring.advance(expires / 3 + 1.0)
+        expiring.advance(expires * 0.4 + 1.0)
         assert _wait_gone(expiring, lambda: store.get(one) or store.get(two) or store.get(three)), (
             "results stored again still live a full expiry after their last store"
         )
