@@ -8,6 +8,14 @@ import pytest
 from resultstore_encryption import KEYS_ENV, REQUIRE_ENV, generate_key
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Most tests here run in migration mode on purpose (they plant plaintext);
+    # test_migration_mode.py checks the warning itself with pytest.warns.
+    config.addinivalue_line(
+        "filterwarnings", "ignore::resultstore_encryption.PlaintextAcceptedWarning"
+    )
+
+
 @pytest.fixture(autouse=True)
 def _no_encryption_env(monkeypatch: pytest.MonkeyPatch) -> None:
     # The entry-point plugin reads these at build_hooks(); a developer's own

@@ -7,6 +7,7 @@ import importlib.metadata
 from resultstore_encryption.environment import KEYS_ENV, REQUIRE_ENV, from_environment
 from resultstore_encryption.errors import (
     DecryptionError,
+    PlaintextAcceptedWarning,
     UnencryptedPayloadError,
     UnknownKeyError,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "Encryption",
     "Key",
     "Keyring",
+    "PlaintextAcceptedWarning",
     "UnencryptedPayloadError",
     "UnknownKeyError",
     "__version__",

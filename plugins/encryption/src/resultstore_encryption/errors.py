@@ -10,7 +10,22 @@ from collections.abc import Iterable
 
 from resultstore.errors import CorruptPayloadError, DecodeError, UnknownCodecError
 
-__all__ = ["DecryptionError", "UnencryptedPayloadError", "UnknownKeyError"]
+__all__ = [
+    "DecryptionError",
+    "PlaintextAcceptedWarning",
+    "UnencryptedPayloadError",
+    "UnknownKeyError",
+]
+
+
+class PlaintextAcceptedWarning(UserWarning):
+    """Encryption is on in migration mode: unencrypted payloads are still read.
+
+    Issued when an :class:`~resultstore_encryption.Encryption` is made with
+    ``require_encryption`` off (the default, and what the environment gives
+    unless ``RESULTSTORE_ENCRYPTION_REQUIRED=true``): until it is on, anyone
+    who can write to the store can plant a result readers will trust.
+    """
 
 
 class DecryptionError(CorruptPayloadError):

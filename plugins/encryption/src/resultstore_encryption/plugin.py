@@ -14,6 +14,7 @@ authentication.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Generator, Mapping
 from contextvars import ContextVar, Token
 from typing import Any, ClassVar
@@ -26,12 +27,13 @@ from resultstore.hookspecs import hookimpl
 
 from resultstore_encryption.errors import (
     DecryptionError,
+    PlaintextAcceptedWarning,
     UnencryptedPayloadError,
     UnknownKeyError,
 )
 from resultstore_encryption.keys import Keyring
 
-__all__ = ["ALGORITHM", "NONCE_SIZE", "TAG_SIZE", "Encryption"]
+__all__ = ["ALGORITHM", "NONCE_SIZE", "TAG_SIZE", "Encryption", "warn_migration_mode"]
 
 #: the ``enc=`` value of the envelope this plugin writes.
 ALGORITHM = "aesgcm"
@@ -48,6 +50,20 @@ _LAYERS: ContextVar[tuple[Encryption, ...]] = ContextVar(
 )
 
 
+def warn_migration_mode(encryption: Encryption, *, stacklevel: int = 2) -> None:
+    """Issue the :class:`PlaintextAcceptedWarning` for ``encryption`` (in migration mode)."""
+    warnings.warn(
+        f"{encryption!r} is in migration mode: it reads unencrypted payloads as they are, "
+        f"so anyone who can write to the store can plant results that readers trust. Once "
+        f"every result written before encryption was turned on has expired (after "
+        f"'expires', one day by default) or been forgotten, pass require_encryption=True "
+        f"(or set RESULTSTORE_ENCRYPTION_REQUIRED=true); a new store that never held "
+        f"plaintext can require it from the start",
+        PlaintextAcceptedWarning,
+        stacklevel=stacklevel + 1,
+    )
+
+
 class Encryption:
     """Encrypts every payload written with the keyring's active key; decrypts with any of its keys.
 
@@ -57,6 +73,9 @@ class Encryption:
     read as they are, so a store can be migrated while it is in use, unless
     ``require_encryption`` is true: then they are refused with
     :class:`~resultstore_encryption.errors.UnencryptedPayloadError`.
+
+    While ``require_encryption`` is off (migration mode), making an instance
+    issues a :class:`~resultstore_encryption.errors.PlaintextAcceptedWarning`.
 
     Register one instance per hooks (``connect(url, plugins=[Encryption(...)])``).
     It replaces the instance the entry point builds from
@@ -76,6 +95,8 @@ class Encryption:
         self._setup(
             keys if isinstance(keys, Keyring) else Keyring.from_mapping(keys), require_encryption
         )
+        if not require_encryption:
+            warn_migration_mode(self, stacklevel=2)
 
     def _setup(self, keyring: Keyring, require_encryption: bool) -> None:
         self.keyring = keyring
@@ -98,6 +119,11 @@ class Encryption:
             f"{type(self).__name__}(keys={list(self.keyring.ids)}, active={self._active!r}, "
             f"require_encryption={self.require_encryption})"
         )
+
+    @property
+    def migration_mode(self) -> bool:
+        """True while unencrypted payloads are read as they are (``require_encryption`` off)."""
+        return not self.require_encryption
 
     # -- the envelope ------------------------------------------------------------
 
