@@ -23,7 +23,12 @@ from resultstore.backends.memory import MemoryBackend, MemoryData, MemoryListene
 from resultstore.codecs import Serializer
 from resultstore.config import DEFAULT_EXPIRES
 from resultstore.discovery import BackendSpec
-from resultstore.errors import BackendUnavailableError, ChordError, CorruptPayloadError
+from resultstore.errors import (
+    BackendUnavailableError,
+    ChordError,
+    CorruptPayloadError,
+    DecodeError,
+)
 from resultstore.models import ChordOutcome, Group, StoreOutcome, TaskResult
 from resultstore.protocols import Capability
 from resultstore.states import READY_STATES, State
@@ -412,21 +417,29 @@ class ChordPartsOutliveTheChord(MemoryBackend):
 
 
 class _CarryingListener(MemoryListener):
-    """Announcements carry the offered result."""
+    """Announcements carry the writer's payload; the listener decodes it with its own codecs
+    (a payload it cannot decode is left out: that id is read as usual)."""
 
-    def __init__(self, data: MemoryData) -> None:
+    def __init__(self, data: MemoryData, serializer: Serializer) -> None:
         super().__init__(data)
-        self._carried: dict[str, TaskResult] = {}
+        self._serializer = serializer
+        self._carried: dict[str, bytes] = {}
 
-    def carry(self, result: TaskResult) -> None:
+    def carry(self, task_id: str, payload: bytes) -> None:
         with self._cond:
-            if result.task_id in self._subscribed:
-                self._carried[result.task_id] = result
+            if task_id in self._subscribed:
+                self._carried[task_id] = payload
 
     def take_carried(self) -> dict[str, TaskResult]:
         with self._cond:
             carried, self._carried = self._carried, {}
-            return carried
+        results = {}
+        for task_id, payload in carried.items():
+            try:
+                results[task_id] = self._serializer.loads(payload, TaskResult)
+            except DecodeError:
+                continue
+        return results
 
 
 _CARRIERS: dict[int, list[_CarryingListener]] = {}
@@ -436,13 +449,14 @@ class RefusedStoreAnnounced(MemoryBackend):
     """Every store is published with the offered result, refused or not (publish, then check)."""
 
     def listener(self) -> MemoryListener:
-        listener = _CarryingListener(self.data)
+        listener = _CarryingListener(self.data, self._serializer)
         _CARRIERS.setdefault(id(self.data), []).append(listener)
         return listener
 
     def store(self, result: TaskResult, *, overwrite: bool = False) -> StoreOutcome:
+        payload = self._serializer.dumps(result)
         for listener in _CARRIERS.get(id(self.data), []):
-            listener.carry(result)
+            listener.carry(result.task_id, payload)
         self.data.announce(result.task_id)
         return super().store(result, overwrite=overwrite)
 
