@@ -166,8 +166,22 @@ class MemcachedBackend:
         ``sizing`` (label, item size, what) turns a refused item size into
         :class:`ItemTooLargeError`."""
         ring = self.ring
+        node = ring.single or ring.pick(tag)
+        # The first try goes straight to the node; only a failure pays for the retry.
+        try:
+            return node.call(fn)
+        except RETRYABLE as exc:
+            ring.failed(node)
+            failure: BaseException | None = exc
+        except MemcacheError as exc:
+            raise self._error(exc, node, sizing) from None
 
         def attempt() -> T:
+            nonlocal failure
+            if failure is not None:
+                # Hand the first failure to the retry, which then pauses and tries again.
+                error, failure = failure, None
+                raise error
             node = ring.pick(tag)
             try:
                 return node.call(fn)
