@@ -627,7 +627,11 @@ class ResultStoreBackend(BaseBackend):  # type: ignore[misc]  # Celery's base cl
             except Exception as exc:
                 logger.exception("Chord %r: sending the body failed", group_id)
                 self._fail_chord(callback, CeleryChordError(f"Callback error: {exc!r}"), exc)
-        self.store.mark_chord_body_sent(group_id)
+        try:
+            self.store.mark_chord_body_sent(group_id)
+        except Exception:
+            # The body is away; unmarked, a redelivered part may send it again.
+            logger.warning("Chord %r: body sent, not marked sent", group_id, exc_info=True)
 
     def _recover(self, group_id: str, callback: Any) -> None:
         """Send the body of a complete chord whose body the store does not know sent.
