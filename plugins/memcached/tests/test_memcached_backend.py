@@ -352,7 +352,7 @@ def test_chord_state_and_errors(store: resultstore.ResultStore) -> None:
         store.set_chord_size("huge", 2**32)
 
 
-def test_chord_parts_from_eight_processes_with_duplicates(memcached_server: Server) -> None:
+def test_chord_parts_from_four_processes_with_duplicates(memcached_server: Server) -> None:
     size = 1000
     prefix = _prefix()
     with resultstore.connect(memcached_server.url, key_prefix=prefix) as store:
@@ -360,8 +360,8 @@ def test_chord_parts_from_eight_processes_with_duplicates(memcached_server: Serv
     rng = random.Random(7)
     indices = list(range(size)) + rng.sample(range(size), size // 10)
     rng.shuffle(indices)
-    shares = [indices[i::8] for i in range(8)]
-    with multiprocessing.get_context("spawn").Pool(8) as pool:
+    shares = [indices[i::4] for i in range(4)]
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
         reports = pool.starmap(
             _chord_worker.send_parts,
             [(memcached_server.url, prefix, "big", share) for share in shares],

@@ -69,6 +69,10 @@ _MAX_STATE_LINE = 1024
 # What a stored item costs beyond its key and value (item header, CAS, CRLF);
 # used only to refuse a batch before any of it is sent.
 _ITEM_OVERHEAD = 64
+# The done marker: the body is not sent yet, is being sent since a time, or was sent.
+_UNSENT = b"unsent"
+_CLAIMED = b"claimed:"
+_SENT = b"1"
 # memcached refuses to start with an -I below 1 KiB.
 _MIN_ITEM_SIZE_MAX = 1024
 
@@ -96,6 +100,11 @@ def _state_line(state: str) -> bytes:
 
 def _get_many(client: Client, chunk: list[str]) -> dict[str, Any]:
     found: dict[str, Any] = client.get_many(chunk)
+    return found
+
+
+def _gets_many(client: Client, chunk: list[str]) -> dict[str, Any]:
+    found: dict[str, Any] = client.gets_many(chunk)
     return found
 
 
@@ -597,7 +606,7 @@ class MemcachedBackend:
         if received == size:
             parts = self._chord_results(group_id, tag, size)
             done = self.keys.done(tag)
-            stored, _ = self._add(done, b"1", expire, group_id, tag=tag)
+            stored, _ = self._add(done, _UNSENT, expire, group_id, tag=tag)
             if stored:
                 results = parts
         return ChordOutcome(
@@ -628,6 +637,53 @@ class MemcachedBackend:
             _, _, payload = raw.partition(b"\n")
             results.append(self._serializer.loads(payload, TaskResult))
         return tuple(results)
+
+    def claim_chord_body(self, group_id: str, lease: float) -> ChordOutcome | None:
+        """Claim the sending of a complete chord's body not marked sent (see
+        :class:`~resultstore.protocols.SupportsChordBody`): ``gets``/``cas`` on the done marker."""
+        tag = self.keys.chord(group_id)
+        counter, done = self.keys.counter(tag), self.keys.done(tag)
+        found, _ = self._per_node([counter, done], lambda _: tag, _gets_many)
+        if counter not in found or done not in found:
+            return None
+        size, _ = self._counter_value(counter, found[counter][0])
+        mark, cas = found[done]
+        if type(mark) is not bytes or not (mark == _UNSENT or mark.startswith(_CLAIMED)):
+            return None  # its body was sent
+        waiting = ChordOutcome(group_id, -1, received=size, size=size)
+        now = time.time()
+        claimed: float | None = None
+        if mark != _UNSENT:
+            try:
+                claimed = float(mark[len(_CLAIMED) :])
+            except ValueError:
+                claimed = 0.0  # unreadable: an old claim
+        if claimed is not None and now - claimed < lease:
+            return waiting
+        stamp = _CLAIMED + repr(now).encode("ascii")
+        expire = self._exptime()
+        swapped = self._run(tag, lambda c: c.cas(done, stamp, cas, expire=expire, noreply=False))
+        if not swapped or claimed is None:
+            return waiting  # someone else moved it, or the first claim only records itself
+        results = self._chord_results(group_id, tag, size)
+        return ChordOutcome(group_id, -1, complete=True, received=size, size=size, results=results)
+
+    def mark_chord_body_sent(self, group_id: str) -> None:
+        tag = self.keys.chord(group_id)
+        done = self.keys.done(tag)
+        expire = self._exptime()
+        for attempt in range(MAX_STORE_ATTEMPTS):
+            if attempt:
+                _backoff(attempt)
+            mark, cas = self._run(tag, lambda c: c.gets(done))
+            if type(mark) is not bytes or not (mark == _UNSENT or mark.startswith(_CLAIMED)):
+                return  # unknown, expired, incomplete or already sent
+
+            def sent(client: Client, cas: Any = cas) -> bool:
+                return bool(client.cas(done, _SENT, cas, expire=expire, noreply=False))
+
+            if self._run(tag, sent):
+                return
 
     def get_chord(self, group_id: str) -> ChordState | None:
         tag = self.keys.chord(group_id)
