@@ -13,12 +13,14 @@ issue sets as targets. Run with ``nox -s bench`` (installs Celery 5.7).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
+import aiomcache
 import orjson
 import resultstore
 from _table import RatioTable, Samples, run_rounds
@@ -28,6 +30,7 @@ from celery.result import AsyncResult as CeleryResult
 from celery.result import GroupResult as CeleryGroup
 from pymemcache.client.base import Client  # type: ignore[import-untyped]
 from resultstore import State, TaskResult
+from resultstore.aio import AsyncResultStore, connect_async
 from resultstore_contract.servers import start_memcached
 
 PAYLOAD = {f"field{i}": f"value-{i}-" + "x" * 6 for i in range(10)}
@@ -54,8 +57,17 @@ class Bench:
 
         self.callback = callback
         self.celery: Any = self.app.backend
+        # asyncio: the core's threaded twin against aiomcache, a native asyncio client.
+        self.loop = asyncio.new_event_loop()
+        self.aours: AsyncResultStore = self.loop.run_until_complete(
+            connect_async(url, key_prefix="bench:")
+        )
+        self.araw = aiomcache.Client(address[0], address[1])
 
     def close(self) -> None:
+        self.loop.run_until_complete(self.aours.close())
+        self.loop.run_until_complete(self.araw.close())
+        self.loop.close()
         self.ours.close()
         self.raw.close()
 
@@ -124,6 +136,31 @@ class Bench:
         for task_id in ids:
             self.ours.result(task_id).get()
         return self.ops / (time.perf_counter() - start)
+
+    def aget_raw(self) -> float:
+        ids = _ids(self.ops, "araw")
+        self.raw.set_many({f"raw:{t}": self._raw_value(t) for t in ids}, expire=DAY)
+        keys = [f"raw:{t}".encode() for t in ids]
+
+        async def run() -> float:
+            start = time.perf_counter()
+            for key in keys:
+                orjson.loads(await self.araw.get(key))
+            return self.ops / (time.perf_counter() - start)
+
+        return self.loop.run_until_complete(run())
+
+    def aget_ours(self) -> float:
+        ids = _ids(self.ops, "aour")
+        self.ours.store_many([TaskResult(t, State.SUCCESS, PAYLOAD) for t in ids])
+
+        async def run() -> float:
+            start = time.perf_counter()
+            for task_id in ids:
+                await self.aours.get(task_id)
+            return self.ops / (time.perf_counter() - start)
+
+        return self.loop.run_until_complete(run())
 
     # -- join ----------------------------------------------------------------------
 
@@ -208,6 +245,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--ops", type=int, default=3000)
+    # Celery's chord path restores the whole group at every part (quadratic):
+    # its rounds take minutes, so they run fewer times.
+    parser.add_argument("--chord-rounds", type=int, default=3)
     args = parser.parse_args()
     cases = (
         "store_raw",
@@ -216,17 +256,19 @@ def main() -> None:
         "get_raw",
         "get_celery",
         "get_ours",
+        "aget_raw",
+        "aget_ours",
         "join_raw",
         "join_celery",
         "join_ours",
         "batch_celery",
         "batch_ours",
-        "chord_celery",
-        "chord_ours",
     )
     with tempfile.TemporaryDirectory() as tmp, start_memcached(Path(tmp), memory_mb=512) as server:
         bench = Bench(server.url, server.address, args.ops)
         runs = run_rounds({name: getattr(bench, name) for name in cases}, args.rounds)
+        chords = ("chord_celery", "chord_ours")
+        runs |= run_rounds({name: getattr(bench, name) for name in chords}, args.chord_rounds)
         before = _round_trips(bench.ours)
         bench.chord_ours()
         # set_chord_size and the callback's store are one round trip each.
@@ -243,13 +285,19 @@ def main() -> None:
         return Samples(runs[name], unit="s")
 
     table = RatioTable(
-        f"resultstore-memcached vs peers (medians of {args.rounds} interleaved rounds)"
+        f"resultstore-memcached vs peers (medians of {args.rounds} interleaved rounds, "
+        f"chords {args.chord_rounds})"
     )
     table.ratio("store vs raw set", rate("store_ours"), rate("store_raw"), target=0.8)
     table.ratio("store vs Celery store_result", rate("store_ours"), rate("store_celery"), target=2)
     table.ratio("batch store 10k vs Celery one-by-one", rate("batch_ours"), rate("batch_celery"))
     table.ratio("get() ready vs raw get+decode", rate("get_ours"), rate("get_raw"), target=0.9)
     table.ratio("get() ready vs Celery AsyncResult.get", rate("get_ours"), rate("get_celery"))
+    table.ratio(
+        "asyncio get (threaded twin) vs raw aiomcache get+decode",
+        rate("aget_ours"),
+        rate("aget_raw"),
+    )
     table.ratio(
         "join 10k time vs raw chunked get_many+decode",
         seconds("join_ours"),
