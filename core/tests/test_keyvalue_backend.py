@@ -7,6 +7,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import pytest
 from resultstore.backends.keyvalue import (
@@ -23,6 +24,7 @@ from resultstore.errors import (
     ConfigurationError,
     CorruptPayloadError,
     EncodeError,
+    InvalidIdError,
     UnsupportedOperationError,
 )
 from resultstore.hooks import build_hooks
@@ -857,3 +859,21 @@ def test_dict_store_sweeps_expired_keys_as_writes_go_on(
         clock.advance(1)
     # Without sweeping, 2000 keys would be held; nothing ever read them.
     assert len(kv) < 1100
+
+
+@pytest.mark.parametrize("bad", [{"$gt": ""}, "nul\x00", "", "lone\ud800"])
+def test_the_shared_base_checks_ids_for_backends_used_directly(
+    backend: KeyValueBackend, bad: Any
+) -> None:
+    # Backends built on KeyValueBackend get the core's id rule even when a
+    # caller skips the ResultStore facade.
+    for call in (
+        lambda: backend.get(bad),
+        lambda: backend.get_many([bad]),
+        lambda: backend.forget(bad),
+        lambda: backend.store(TaskResult(bad, State.SUCCESS)),
+        lambda: backend.get_group(bad),
+        lambda: backend.delete_group(bad),
+    ):
+        with pytest.raises(InvalidIdError):
+            call()

@@ -43,6 +43,7 @@ from resultstore.models import ChordOutcome, ChordState, Group, StoreOutcome, Ta
 from resultstore.protocols import Capability, KeyValueStore, PushListener, SupportsPush
 from resultstore.retrying import Closed
 from resultstore.states import READY_STATES, state_from_str
+from resultstore.validation import check_group_id, check_task_id, check_task_ids
 
 __all__ = [
     "DEFAULT_PREFIX",
@@ -228,11 +229,13 @@ class KeyValueBackend:
 
     # -- keys ------------------------------------------------------------------
 
+    # Every id becomes a key here: the core's id rule also holds for callers
+    # that use a backend directly, skipping the ResultStore facade.
     def _task_key(self, task_id: str) -> str:
-        return f"{self._prefix}task:{task_id}"
+        return f"{self._prefix}task:{check_task_id(task_id)}"
 
     def _group_key(self, group_id: str) -> str:
-        return f"{self._prefix}group:{group_id}"
+        return f"{self._prefix}group:{check_group_id(group_id)}"
 
     def _chord_key(self, group_id: str, suffix: str) -> str:
         return f"{self._prefix}chord:{group_id}:{suffix}"
@@ -275,8 +278,8 @@ class KeyValueBackend:
         )
 
     def store(self, result: TaskResult, *, overwrite: bool = False) -> StoreOutcome:
-        value = _frame(result.state, self._serializer.dumps(result))
         key = self._task_key(result.task_id)
+        value = _frame(result.state, self._serializer.dumps(result))
         outcome, _ = self._put(key, result.state, value, overwrite, self.kv.get(key))
         return outcome
 
@@ -304,6 +307,7 @@ class KeyValueBackend:
         return None if value is None else self._decode(key, value)
 
     def get_many(self, task_ids: Sequence[str]) -> dict[str, TaskResult | None]:
+        check_task_ids(task_ids)
         ids = list(dict.fromkeys(task_ids))
         if not ids:
             return {}
@@ -467,7 +471,7 @@ class KeyValueBackend:
                 f"cleanup needs a key-value store that declares the cleanup capability; "
                 f"{type(self.kv).__name__} does not (it expires keys by itself or not at all)"
             )
-        task_prefix = self._task_key("")
+        task_prefix = f"{self._prefix}task:"
         return sum(1 for key in self._purger.purge_expired() if key.startswith(task_prefix))
 
     def listener(self) -> KeyListener:
@@ -476,7 +480,7 @@ class KeyValueBackend:
                 f"push waiting needs a key-value store that declares the push capability; "
                 f"{type(self.kv).__name__} does not, so waiters poll"
             )
-        return KeyListener(self._pusher.listener(), self._task_key(""))
+        return KeyListener(self._pusher.listener(), f"{self._prefix}task:")
 
 
 # -- the reference store --------------------------------------------------------
