@@ -11,9 +11,11 @@ process's own reply queue and returns the outcome its reader applied.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -45,6 +47,8 @@ __all__ = ["AmqpBackend", "AmqpListener"]
 CONTENT_TYPE = "application/x-resultstore"
 #: publishes between two reads of the producer's socket for broker notices.
 PUBLISH_CHECK = 64
+#: seconds without a publish after which the producer reads its socket before the next.
+IDLE_CHECK = 0.5
 
 _TOKEN_PREFIX = uuid.uuid4().hex[:12]
 _tokens = itertools.count()
@@ -108,6 +112,7 @@ class AmqpBackend:
         self._declared: set[str] = set()
         self._amqp_caps: Any = None
         self._unchecked = 0
+        self._last_publish = 0.0
         # Registered now, started on first read: a client that only writes
         # (a worker) never consumes, yet one that reads later still shares
         # the process's reader with clients opened before it.
@@ -119,8 +124,12 @@ class AmqpBackend:
 
     # -- connections -------------------------------------------------------------------
 
-    def connection(self) -> Any:
-        """A new (unconnected) kombu connection to the broker."""
+    def connection(self, *, heartbeat: bool = True) -> Any:
+        """A new (unconnected) kombu connection to the broker.
+
+        Only the reader's connection sends heartbeats (it checks them as it
+        drains); an idle producer would be closed by the broker unnoticed.
+        """
         s = self.settings
         return _KOMBU_CONNECTION(
             hostname=s.host,
@@ -129,7 +138,7 @@ class AmqpBackend:
             password=s.password,
             virtual_host=s.virtual_host,
             ssl=s.ssl_option(),
-            heartbeat=s.heartbeat,
+            heartbeat=s.heartbeat if heartbeat else 0,
             connect_timeout=s.connect_timeout,
             transport="pyamqp",
         )
@@ -145,7 +154,7 @@ class AmqpBackend:
     def _publish_channel(self) -> Any:
         """The producer's channel (lock held), connected on first use."""
         if self._channel is None:
-            connection = self.connection()
+            connection = self.connection(heartbeat=False)
             try:
                 connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0)
                 self._channel = connection.channel()
@@ -166,6 +175,13 @@ class AmqpBackend:
     def _publish(self, channel: Any, message: Any, routing_key: str) -> None:
         """One publish (lock held), reading the broker's notices every PUBLISH_CHECK."""
         caps = self._amqp_caps
+        now = time.monotonic()
+        if now - self._last_publish > IDLE_CHECK:
+            # After a pause, read first: a broker that restarted meanwhile closed
+            # this connection, and a message written to it would be lost unseen.
+            with contextlib.suppress(TimeoutError):
+                channel.connection.drain_events(timeout=0)
+        self._last_publish = now
         self._unchecked += 1
         check = self._unchecked >= PUBLISH_CHECK or not isinstance(caps, dict)
         if check:

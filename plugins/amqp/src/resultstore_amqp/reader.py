@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
+import select
 import threading
 import time
 import uuid
@@ -32,6 +33,8 @@ __all__ = ["BacklogLimitError", "Entry", "ReplyReader", "reader_for", "release_r
 
 #: seconds one drain of the connection lasts before housekeeping runs.
 DRAIN_SLICE = 0.25
+#: messages one drain takes, at most, before announcing them.
+DRAIN_BATCH = 500
 #: how many message ids a reader remembers to ignore redeliveries.
 SEEN_MAX = 100_000
 _MAX_BACKOFF = 2.0
@@ -97,6 +100,8 @@ class ReplyReader:
         self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._outcomes: dict[str, Applied | None] = {}
         self._held: collections.deque[Any] = collections.deque()
+        # Task ids applied during the current drain, announced when it ends.
+        self._heard: list[str] = []
         self._listeners: weakref.WeakSet[_Listener] = weakref.WeakSet()
         self._closed = False
         self._started = threading.Event()
@@ -383,7 +388,7 @@ class ReplyReader:
             props = message.properties
             task_id = props.get("correlation_id")
             if task_id:
-                self._announce([task_id])
+                self._heard.append(task_id)
 
     def _acked_later(self, tag: int | None) -> None:
         if tag is None or self._direct():
@@ -532,10 +537,21 @@ class ReplyReader:
             self._consume_new()
         try:
             connection.drain_events(timeout=DRAIN_SLICE)
+            # Take whatever else is already waiting before announcing: a burst
+            # wakes each waiting thread once, not once per message.
+            sock = connection.connection.sock
+            taken = 1
+            while taken < DRAIN_BATCH and select.select([sock], [], [], 0)[0]:
+                connection.drain_events(timeout=DRAIN_SLICE)
+                taken += 1
         except TimeoutError:
             self._flush_acks()
             with self._lock:
                 self._purge(time.time())
+        finally:
+            heard, self._heard = self._heard, []
+            if heard:
+                self._announce(heard)
         if self.settings.heartbeat:
             connection.heartbeat_check()
 
