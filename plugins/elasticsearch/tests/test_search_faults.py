@@ -18,7 +18,7 @@ from resultstore_contract.servers._search import SearchNode
 from tests._isolation import isolated
 
 PROCESSES = 8
-IDS = 40
+IDS = 12
 
 
 def storm(store: ResultStore, worker: int, task_ids: list[str]) -> list[tuple[bool, bool]]:

@@ -10,9 +10,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from resultstore.models import ChordOutcome, ChordState, Group, StoreOutcome, TaskResult
+from resultstore.retrying import Closed
 
 from resultstore_elasticsearch.clients import async_adapter
-from resultstore_elasticsearch.transport import Plan
+from resultstore_elasticsearch.transport import AsyncAdapter, Plan
 
 if TYPE_CHECKING:
     from resultstore_elasticsearch.backend import SearchBackend
@@ -29,7 +30,8 @@ class AsyncSearchBackend:
         self.capabilities = backend.capabilities
         self.operations = backend.operations
         self.runner = backend.runner
-        self.adapter = async_adapter(backend.settings)
+        self.adapter: AsyncAdapter | Closed = async_adapter(backend.settings)
+        self._what = f"this {backend.url.scheme}:// asyncio backend"
 
     async def run(self, plan: Plan[T]) -> T:
         return await self.runner.run_async(self.adapter, plan)
@@ -69,4 +71,9 @@ class AsyncSearchBackend:
         return await self.run(self.operations.cleanup())
 
     async def close(self) -> None:
-        await self.adapter.close()
+        adapter = self.adapter
+        if isinstance(adapter, Closed):
+            return
+        # Every later call raises BackendUnavailableError (the documented error).
+        self.adapter = Closed(self._what)
+        await adapter.close()

@@ -22,12 +22,13 @@ from typing import TYPE_CHECKING, ClassVar, TypeVar
 from resultstore.config import BackendConfig
 from resultstore.models import ChordOutcome, ChordState, Group, StoreOutcome, TaskResult
 from resultstore.protocols import Capability
+from resultstore.retrying import Closed
 
 from resultstore_elasticsearch.clients import sync_adapter
 from resultstore_elasticsearch.documents import Documents
 from resultstore_elasticsearch.operations import Operations
 from resultstore_elasticsearch.settings import ELASTICSEARCH, OPENSEARCH, Product, Settings
-from resultstore_elasticsearch.transport import Plan, Runner
+from resultstore_elasticsearch.transport import Plan, Runner, SyncAdapter
 
 if TYPE_CHECKING:
     from resultstore_elasticsearch.aio import AsyncSearchBackend
@@ -69,7 +70,7 @@ class SearchBackend:
         self.documents = Documents(config.serializer)
         self.operations = Operations(settings, self.documents, config.expires)
         self.runner = Runner(settings)
-        self.adapter = sync_adapter(settings)
+        self.adapter: SyncAdapter | Closed = sync_adapter(settings)
         try:
             if settings.create_template:
                 self._install_template()
@@ -105,7 +106,12 @@ class SearchBackend:
         self.run(self.operations.forget(task_id))
 
     def close(self) -> None:
-        self.adapter.close()
+        adapter = self.adapter
+        if isinstance(adapter, Closed):
+            return
+        # Every later call raises BackendUnavailableError (the documented error).
+        self.adapter = Closed(f"this {self.url.scheme}:// backend")
+        adapter.close()
 
     def get_many(self, task_ids: Sequence[str]) -> dict[str, TaskResult | None]:
         return self.run(self.operations.get_many(task_ids))

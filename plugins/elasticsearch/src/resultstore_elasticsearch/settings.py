@@ -179,7 +179,13 @@ class Settings:
                 f"{url.redacted()}: the URL path is the index prefix and holds one name, "
                 f"as in {product.scheme}://localhost:9200/myapp; got {path_prefix!r}"
             )
-        prefix = options.take("prefix", index_name, index_name(path_prefix or DEFAULT_PREFIX))
+        try:
+            default_prefix = index_name(path_prefix or DEFAULT_PREFIX)
+        except ValueError as exc:
+            raise InvalidURLError(
+                f"{url.redacted()}: the URL path is the index prefix; {exc}"
+            ) from None
+        prefix = options.take("prefix", index_name, default_prefix)
         api_key = options.take("api_key", _api_key, None)
         if api_key is not None and (url.username or url.password):
             raise ConfigurationError(
