@@ -317,3 +317,41 @@ def test_the_errors_are_in_the_documented_tree() -> None:
     assert issubclass(InvalidStateError, InvalidInputError)
     assert issubclass(InvalidInputError, ResultStoreError)
     assert issubclass(InvalidInputError, ValueError)
+
+
+_JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=30,
+)
+
+
+def _has_non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_has_non_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_non_finite(v) for v in value)
+    return False
+
+
+@given(_JSONISH)
+def test_json_refuses_exactly_the_values_holding_nan_or_infinity(value: Any) -> None:
+    from resultstore.codecs import CODECS
+
+    dumps = CODECS["json"].dumps
+    if _has_non_finite(value):
+        with pytest.raises(EncodeError, match="NaN or infinity"):
+            dumps({"result": value})
+    else:
+        dumps({"result": value})
+
+
+def test_text_that_looks_like_a_packed_nan_is_kept(store: ResultStore) -> None:
+    # The bytes of a packed NaN inside a string only make the check look closer.
+    value = {"a": None, "b": "\u00cb\x7f\u00f8", "c": 1.5}
+    store.mark_as_done("t", value)
+    got = store.get("t")
+    assert got is not None
+    assert got.result == value

@@ -96,26 +96,46 @@ def _codec(
     return Codec(name, dumps, loads, fast, safe=safe, explainer=explainer)
 
 
+_SCALARS = frozenset({str, int, bool, type(None)})
+# A MessagePack float 64 (0xcb, then big-endian IEEE 754) whose exponent bits
+# are all set: NaN or an infinity.
+_PACKED_NON_FINITE = re.compile(rb"\xcb[\x7f\xff][\xf0-\xff]")
+
+
 def _non_finite(value: Any) -> float | None:
     """The first NaN or infinity inside ``value`` (dicts, lists, tuples), else None."""
     stack = [value]
+    pop, extend = stack.pop, stack.extend
     while stack:
-        item = stack.pop()
+        item = pop()
+        kind = type(item)
+        if kind in _SCALARS:
+            continue
         if isinstance(item, float):
             if not math.isfinite(item):
                 return item
         elif isinstance(item, dict):
-            stack.extend(item.values())
+            extend(item.values())
         elif isinstance(item, list | tuple):
-            stack.extend(item)
+            extend(item)
     return None
+
+
+def _may_hold_non_finite(value: Any) -> bool:
+    """False only if ``value`` surely holds no NaN or infinity (checked in C, by msgpack)."""
+    try:
+        packed = msgpack.packb(value, use_bin_type=True)
+    except Exception:  # a type msgpack does not pack: ask the walk
+        return True
+    return _PACKED_NON_FINITE.search(packed) is not None
 
 
 def _json_dumps(value: Any) -> bytes:
     body = orjson.dumps(value)
     # orjson writes NaN and infinities as null, silently. They can only hide
-    # where a null was written, so the walk runs only for bodies that hold one.
-    if b"null" in body:
+    # where a null was written; the Python walk runs only if msgpack, which
+    # keeps them, wrote one's bit pattern.
+    if b"null" in body and _may_hold_non_finite(value):
         bad = _non_finite(value)
         if bad is not None:
             raise EncodeError(
