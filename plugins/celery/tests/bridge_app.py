@@ -116,9 +116,10 @@ def make_app(broker: str, backend: str, *, acks_late: bool = False, strict: bool
         raise _ERRORS[kind](message)
 
     @app.task(shared=False, name="bridge.grow", bind=True)
-    def grow(self: Any) -> int:
-        """A chord header part that tries to add a part to its own chord."""
-        self.add_to_chord(add.s(1, 1))
+    def grow(self: Any, base: int) -> int:
+        """A chord header part that adds two tasks to its own chord (``base + 1``, ``base + 2``)."""
+        self.add_to_chord(add.s(base, 1))
+        self.add_to_chord(slow_add.s(base, 2, 0.2))
         return 0
 
     @app.task(shared=False, name="bridge.record_error")

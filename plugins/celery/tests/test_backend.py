@@ -448,8 +448,8 @@ def test_group_save_and_restore_flattens_nested_groups(app: Any) -> None:
     assert app.GroupResult.restore("outer") is None
 
 
-def test_add_to_chord_explains_the_fixed_size(app: Any) -> None:
-    with pytest.raises(NotImplementedError, match="fixed size"):
+def test_add_to_chord_outside_a_chord_task_explains_itself(app: Any) -> None:
+    with pytest.raises(NotImplementedError, match="task calling it"):
         app.backend.add_to_chord("g", app.AsyncResult("x"))
 
 

@@ -62,6 +62,8 @@ _HEADERS_MAX = 64
 _SIZE_POLL = 0.01
 _SIZE_POLL_MAX = 0.5
 _SHAPE_SUFFIX = ".resultstore-shape"
+#: the name marking a chord part that holds the values of a part and the tasks it added.
+_ADDED_PART = "resultstore-celery:added"
 _READY = frozenset(celery_states.READY_STATES)
 
 # Backends alive in this process; their locks are renewed in a forked child,
@@ -98,8 +100,37 @@ def _shape(results: Iterable[Any]) -> list[Any]:
     return shape
 
 
+class _Added:
+    """The values of a part and of the tasks it added to the chord, spliced in at its place."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, values: Any) -> None:
+        self.values = list(values) if isinstance(values, list | tuple) else [values]
+
+
 def _unflatten(shape: list[Any], values: Iterator[Any]) -> list[Any]:
-    return [next(values) if node == 0 else _unflatten(node, values) for node in shape]
+    out: list[Any] = []
+    for node in shape:
+        if node != 0:
+            out.append(_unflatten(node, values))
+            continue
+        value = next(values)
+        if isinstance(value, _Added):
+            out.extend(value.values)
+        else:
+            out.append(value)
+    return out
+
+
+def _added_id(group_id: str, index: int) -> str:
+    """Where the tasks a header part added to its chord are listed (the part first)."""
+    return f"{group_id}.resultstore-added.{index}"
+
+
+def _slot_id(group_id: str, index: int) -> str:
+    """The small chord of a header part and the tasks it added."""
+    return f"{group_id}.resultstore-slot.{index}"
 
 
 def _shape_id(group_id: str) -> str:
@@ -144,6 +175,8 @@ class ResultStoreBackend(BaseBackend):  # type: ignore[misc]  # Celery's base cl
         self._pid = 0
         self._sized: OrderedDict[str, int] = OrderedDict()
         self._headers: OrderedDict[str, tuple[str, ...]] = OrderedDict()
+        # Tasks running here that called add_to_chord(): (group id, index, added ids).
+        self._adders: dict[str, tuple[str, int, list[str]]] = {}
         _backends.add(self)
         self._open()
 
@@ -515,10 +548,91 @@ class ResultStoreBackend(BaseBackend):  # type: ignore[misc]  # Celery's base cl
         self._set_size(group_id, chord_size)
 
     def add_to_chord(self, group_id: str, result: Any) -> None:
-        raise NotImplementedError(
-            "a resultstore chord has a fixed size, so Task.add_to_chord() cannot grow it; "
-            "start a new chord (or a group) from the task instead"
+        """``Task.add_to_chord()``: the new task's value joins the body's, next to the caller's.
+
+        The calling part and the tasks it adds form a small chord of their
+        own (a "slot") at the caller's place in the header; whoever
+        completes the slot records the caller's part with every value, so
+        the chord's own size never changes. The slot's members are saved
+        before the new task is sent, so that it finds its place.
+        """
+        from celery import current_task
+
+        request = getattr(current_task, "request", None)
+        adder = getattr(request, "id", None)
+        if not self._chords() or Capability.GROUPS not in self.store.capabilities:
+            raise NotImplementedError(
+                f"{self.as_uri()} has no chords with saved headers, so Task.add_to_chord() "
+                f"cannot grow one; start a new chord (or a group) from the task instead"
+            )
+        if request is None or not adder or getattr(request, "group", None) != group_id:
+            raise NotImplementedError(
+                "Task.add_to_chord() grows the chord of the task calling it; call it from a "
+                "task of that chord's header"
+            )
+        header = self._header(group_id)
+        index = getattr(request, "group_index", None)
+        if header is None or not isinstance(index, int) or self._part_index(request) != index:
+            raise NotImplementedError(
+                f"chord {group_id!r}: Task.add_to_chord() works for a plain task of a header "
+                f"given as a list; this task is part of a generator header, a nested chain or "
+                f"group, or carries no group_index (task_protocol=1): start a new chord (or a "
+                f"group) from the task instead"
+            )
+        with self._lock:
+            added = self._adders.setdefault(adder, (group_id, index, []))[2]
+            added.append(str(result.id))
+            members = (adder, *added)
+            while len(self._adders) > _SIZED_MAX:
+                self._adders.pop(next(iter(self._adders)))
+        # The slot's size first: a new task can only return after it is sent.
+        self.store.set_chord_size(_slot_id(group_id, index), len(members))
+        self.store.save_group(_added_id(group_id, index), members)
+
+    def _slot_position(self, request: Any, index: int) -> int | None:
+        """The part's place in its slot: 0 for a task that called add_to_chord(), k for the
+        k-th task it added; None for a plain part (the only read is for ids not in the header)."""
+        task_id = request.id
+        with self._lock:
+            entry = self._adders.pop(task_id, None)
+        if entry is not None:
+            return 0
+        header = self._header(request.group)
+        if header is None or task_id in header:
+            return None
+        members = self.store.get_group(_added_id(request.group, index))
+        if members is None or task_id not in members.task_ids[1:]:
+            return None
+        return members.task_ids.index(task_id)
+
+    def _record_in_slot(
+        self, group_id: str, index: int, position: int, part: TaskResult
+    ) -> ChordOutcome | None:
+        """Record a part of a grown place; the slot's completer records the chord's part."""
+        slot_id = _slot_id(group_id, index)
+        slot = self._record_part(slot_id, position, part)
+        if not (slot.complete and slot.results is not None):
+            if not slot.duplicate:
+                return None
+            claim = self._claim(slot_id)  # the slot's completer may have died
+            if claim is None or claim.results is None:
+                return None
+            slot = claim
+        results = slot.results or ()
+        failed = slot.failed_parts
+        merged = (
+            failed[0]
+            if failed
+            else TaskResult(
+                results[0].task_id,
+                celery_states.SUCCESS,
+                [r.result for r in results],
+                name=_ADDED_PART,
+            )
         )
+        outcome = self._record_part(group_id, index, merged)
+        self.store.mark_chord_body_sent(slot_id)
+        return outcome
 
     def _header(self, group_id: str) -> tuple[str, ...] | None:
         """The chord's header task ids as apply_chord() saved them (read once per process)."""
@@ -595,7 +709,15 @@ class ResultStoreBackend(BaseBackend):  # type: ignore[misc]  # Celery's base cl
         callback = maybe_signature(request.chord, app=self.app)
         part = to_task_result(task_id, self.encode_result(result, state), state)
         try:
-            outcome = self._record_part(group_id, self._part_index(request), part)
+            index = self._part_index(request)
+            position = self._slot_position(request, index)
+            if position is None:
+                outcome = self._record_part(group_id, index, part)
+            else:
+                grown = self._record_in_slot(group_id, index, position, part)
+                if grown is None:
+                    return
+                outcome = grown
         except ChordError as exc:
             logger.exception("Chord %r: part %r could not be recorded", group_id, task_id)
             self._fail_chord(callback, CeleryChordError(str(exc)), exc)
@@ -617,7 +739,13 @@ class ResultStoreBackend(BaseBackend):  # type: ignore[misc]  # Celery's base cl
             logger.error("Chord %r failed: %s", group_id, error)
             self._fail_chord(callback, error, cause)
         else:
-            values = self._nested(group_id, [part.result for part in outcome.results or ()])
+            values = self._nested(
+                group_id,
+                [
+                    _Added(part.result) if part.name == _ADDED_PART else part.result
+                    for part in outcome.results or ()
+                ],
+            )
             publish = getattr(self.app.amqp, "_retry_publish", None)
             try:
                 if publish is not None:
@@ -634,9 +762,15 @@ class ResultStoreBackend(BaseBackend):  # type: ignore[misc]  # Celery's base cl
             logger.warning("Chord %r: body sent, not marked sent", group_id, exc_info=True)
 
     def _recover(self, group_id: str, callback: Any) -> None:
-        """Send the body of a complete chord whose body the store does not know sent.
+        """Send the body of a complete chord whose body the store does not know sent."""
+        claim = self._claim(group_id)
+        if claim is not None:
+            self._finish(group_id, callback, claim)
 
-        The store's claim makes one caller send it, and only once the last
+    def _claim(self, group_id: str) -> ChordOutcome | None:
+        """The results of a complete chord whose body the store does not know sent, or None.
+
+        The store's claim makes one caller get them, and only once the last
         claim (the first one waits too, in case the completing worker is
         alive and still sending) is ``resultstore_chord_body_lease`` old.
         """
@@ -645,15 +779,14 @@ class ResultStoreBackend(BaseBackend):  # type: ignore[misc]  # Celery's base cl
         while True:
             claim = self.store.claim_chord_body(group_id, lease)
             if claim is None:
-                return  # open, sent, or a store that does not remember bodies
+                return None  # open, sent, or a store that does not remember bodies
             if claim.complete and claim.results is not None:
                 logger.warning(
                     "Chord %r completed but its body was never marked sent (the worker "
                     "that completed it stopped?): sending it now",
                     group_id,
                 )
-                self._finish(group_id, callback, claim)
-                return
+                return claim
             if time.monotonic() >= give_up:
                 logger.error(
                     "Chord %r: gave up recovering its body after %.0fs; another part's "
@@ -661,22 +794,23 @@ class ResultStoreBackend(BaseBackend):  # type: ignore[misc]  # Celery's base cl
                     group_id,
                     3 * lease + 5.0,
                 )
-                return
+                return None
             time.sleep(min(lease / 4, 0.5))
 
     def _nested(self, group_id: str, values: list[Any]) -> list[Any]:
         """The body's values, nested as the header's groups were (one read per chord)."""
+        flat: list[Any] = [0] * len(values)
         if Capability.GROUPS not in self.store.capabilities:
-            return values
+            return _unflatten(flat, iter(values))
         saved = self.store.get_group(_shape_id(group_id))
         if saved is None or len(saved.task_ids) != 1:
-            return values
+            return _unflatten(flat, iter(values))
         try:
             shape = json.loads(saved.task_ids[0])
             return _unflatten(shape, iter(values))
         except (ValueError, TypeError, StopIteration):
             logger.warning("Chord %r: unusable header shape %r ignored", group_id, saved)
-            return values
+            return _unflatten(flat, iter(values))
 
     def _fail_chord(self, callback: Any, error: BaseException, cause: BaseException) -> None:
         """Fail the body with ``error`` and call its errbacks (Celery's way)."""
