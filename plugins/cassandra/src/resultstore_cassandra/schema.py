@@ -156,9 +156,13 @@ class Statements:
         )
         # Chords: every write to a chord's partition is a lightweight transaction,
         # so none of them is ordered by client clocks against Paxos ballots.
+        # Read at a quorum whatever read_consistency says: the call that records
+        # the last part must see every other part (see CassandraBackend), and a
+        # part must find the size its chord was given.
+        quorum = _quorum_for(serial)
         self.chord_head = prepare(
             f"SELECT current, size, expires_at, done FROM {chords} WHERE group_id = ? LIMIT 1",
-            read,
+            quorum,
             idempotent=True,
         )
         self.chord_size = prepare(
@@ -183,9 +187,6 @@ class Statements:
             write,
             idempotent=False,
         )
-        # Read at a quorum whatever read_consistency says: the call that records
-        # the last part must see every other part (see CassandraBackend).
-        quorum = _quorum_for(serial)
         self.chord_parts = prepare(
             f"SELECT part FROM {chords} WHERE group_id = ? AND epoch = ?",
             quorum,
