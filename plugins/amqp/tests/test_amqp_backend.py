@@ -192,6 +192,21 @@ def test_backlog_bound_stops_taking_messages_with_a_clear_error(connect: Any) ->
     assert client.group_result("g", ids).get(timeout=WAIT) == list(range(120))
 
 
+def test_results_already_read_make_room_for_new_ones(connect: Any) -> None:
+    client = connect(max_buffered=100)
+    worker = connect(reply_queue=f"w-{uuid.uuid4().hex[:8]}")
+    address = _backend(client).reply_address()
+    batches = [_ids(f"batch{b}", 80) for b in range(5)]
+    for batch in batches:
+        for n, task_id in enumerate(batch):
+            worker.store(TaskResult(task_id, State.SUCCESS, n), reply_to=address)
+        assert client.group_result("g", batch).get(timeout=WAIT) == list(range(80))
+        held, _ = _backend(client).reader.buffered()
+        assert held <= 100
+    assert client.get(batches[0][0]) is None, "a read result was kept past the bound"
+    assert client.get(batches[-1][-1]) == TaskResult(batches[-1][-1], State.SUCCESS, 79)
+
+
 def test_a_named_persistent_queue_keeps_results_for_a_later_client(
     connect: Any, amqp_url: str
 ) -> None:

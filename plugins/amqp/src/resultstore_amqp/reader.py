@@ -312,16 +312,21 @@ class ReplyReader:
 
     def _make_room(self) -> bool:
         """Room for one more task: drop expired, then read results; False when all are unread."""
-        if len(self._entries) < self.settings.max_buffered:
+        bound = self.settings.max_buffered
+        if len(self._entries) < bound:
             return True
-        self._purge(time.time(), force=True)
-        while len(self._entries) >= self.settings.max_buffered and self._read_order:
+        self._purge(time.time())
+        # Make room for a tenth of the bound at once: evicting one result per
+        # message would scan the table on every message of a burst.
+        target = bound - max(1, bound // 10)
+        while len(self._entries) > target and self._read_order:
             task_id, _ = self._read_order.popitem(last=False)
             self._entries.pop(task_id, None)
-        return len(self._entries) < self.settings.max_buffered
+        return len(self._entries) < bound
 
-    def _purge(self, now: float, force: bool = False) -> None:
-        if not force and now - self._last_purge < 1.0:
+    def _purge(self, now: float) -> None:
+        """Drop expired results, at most once a second (it scans the table)."""
+        if now - self._last_purge < 1.0:
             return
         self._last_purge = now
         gone = [t for t, e in self._entries.items() if e.deadline is not None and e.deadline <= now]
