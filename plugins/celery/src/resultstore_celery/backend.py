@@ -64,6 +64,7 @@ _SIZE_POLL_MAX = 0.5
 _SHAPE_SUFFIX = ".resultstore-shape"
 #: the name marking a chord part that holds the values of a part and the tasks it added.
 _ADDED_PART = "resultstore-celery:added"
+_STRAY = -1
 _READY = frozenset(celery_states.READY_STATES)
 
 # Backends alive in this process; their locks are renewed in a forked child,
@@ -591,7 +592,8 @@ class ResultStoreBackend(BaseBackend):  # type: ignore[misc]  # Celery's base cl
 
     def _slot_position(self, request: Any, index: int) -> int | None:
         """The part's place in its slot: 0 for a task that called add_to_chord(), k for the
-        k-th task it added; None for a plain part (the only read is for ids not in the header)."""
+        k-th task it added, ``_STRAY`` for one added by an earlier run of a redelivered part;
+        None for a plain part (the only read is for ids not in the header)."""
         task_id = request.id
         with self._lock:
             entry = self._adders.pop(task_id, None)
@@ -601,8 +603,12 @@ class ResultStoreBackend(BaseBackend):  # type: ignore[misc]  # Celery's base cl
         if header is None or task_id in header:
             return None
         members = self.store.get_group(_added_id(request.group, index))
-        if members is None or task_id not in members.task_ids[1:]:
+        if members is None:
             return None
+        if task_id not in members.task_ids[1:]:
+            # Added by an earlier run of a redelivered part, whose new run
+            # added others in its place: its value is not the body's.
+            return _STRAY
         return members.task_ids.index(task_id)
 
     def _record_in_slot(
@@ -711,6 +717,9 @@ class ResultStoreBackend(BaseBackend):  # type: ignore[misc]  # Celery's base cl
         try:
             index = self._part_index(request)
             position = self._slot_position(request, index)
+            if position == _STRAY:
+                logger.warning("Chord %r: %r, added by an earlier run, ignored", group_id, task_id)
+                return
             if position is None:
                 outcome = self._record_part(group_id, index, part)
             else:
