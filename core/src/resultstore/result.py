@@ -74,8 +74,6 @@ def _left(deadline: float | None) -> float | None:
 
 
 T = TypeVar("T")
-#: what a read of the store gets past a caller's deadline (one quick try).
-_MIN_READ = 0.05
 
 
 def _read(deadline: float | None, read: Callable[[], T], timed_out: Callable[[], Exception]) -> T:
@@ -93,14 +91,14 @@ def _read(deadline: float | None, read: Callable[[], T], timed_out: Callable[[],
 async def _aread(
     deadline: float | None, read: Callable[[], Awaitable[T]], timed_out: Callable[[], Exception]
 ) -> T:
-    """:func:`_read` for asyncio; a read that outlasts the deadline is also cancelled."""
+    """:func:`_read` for asyncio (no timer of its own: ten thousand waiters are
+    common, and the backend's retries carry the deadline)."""
     if deadline is None:
         return await read()
     try:
         with bounded_by(deadline):
-            async with asyncio.timeout(max(_MIN_READ, deadline - time.monotonic())):
-                return await read()
-    except TimeoutError as exc:  # ResultTimeoutError is one too
+            return await read()
+    except ResultTimeoutError as exc:
         raise timed_out() from exc
 
 
@@ -441,8 +439,6 @@ def _unread_note(store: ResultStore) -> str:
     if isinstance(exc, ResultTimeoutError):
         # The store itself did not answer within the caller's timeout.
         return f"; the store could not be read in time: {exc}"
-    if isinstance(exc, TimeoutError):
-        return "; the store did not answer in time"
     try:
         return failing_note(store.hub)
     except ResultStoreError:  # closed meanwhile

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import functools
 from collections.abc import Callable, Sequence
 from typing import TypeVar, cast
@@ -58,7 +59,9 @@ class ThreadedAsyncBackend:
     async def _run(self, call: Callable[[], T]) -> T:
         if self._closed:
             raise BackendUnavailableError(f"{self!r} was closed; connect() again to use it")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        # With this task's context: a caller's deadline reaches the backend's retries.
+        context = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(self._executor, context.run, call)
 
     async def store(self, result: TaskResult, *, overwrite: bool = False) -> StoreOutcome:
         return await self._run(functools.partial(self.backend.store, result, overwrite=overwrite))
