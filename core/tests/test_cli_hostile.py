@@ -199,3 +199,13 @@ def test_preview_cost_is_bounded_by_its_limits_not_the_value() -> None:
     assert len(repr(shown)) < 10_000
     small = {"a": [1, 2.5, None, True], "b": ("x", b"y")}
     assert preview(small) == (small, False), "a small value is shown whole"
+
+
+@pytest.mark.parametrize("command", ["get", "forget"])
+def test_an_invalid_id_on_the_command_line_is_a_clean_escaped_error(
+    runner: CliRunner, url: str, command: str
+) -> None:
+    result = runner.invoke(main, ["--url", url, command, f"{CLEAR}id"])
+    assert result.exit_code == EXIT_STORE_ERROR, result.output
+    assert "InvalidIdError" in result.output
+    assert_no_raw_control(result.output)
