@@ -39,6 +39,7 @@ def _search_nodes() -> Iterator[dict[str, SearchNode]]:
 def elasticsearch_node(_search_nodes: dict[str, SearchNode]) -> SearchNode:
     node = _search_nodes["elasticsearch"]
     node.wait(START_TIMEOUT)
+    START_TIMES.setdefault("elasticsearch", node.started_in or 0.0)
     return node
 
 
@@ -46,6 +47,7 @@ def elasticsearch_node(_search_nodes: dict[str, SearchNode]) -> SearchNode:
 def opensearch_node(_search_nodes: dict[str, SearchNode]) -> SearchNode:
     node = _search_nodes["opensearch"]
     node.wait(START_TIMEOUT)
+    START_TIMES.setdefault("opensearch", node.started_in or 0.0)
     return node
 
 
@@ -60,3 +62,12 @@ def elasticsearch_server(elasticsearch_node: SearchNode) -> Server:
 def opensearch_server(opensearch_node: SearchNode) -> Server:
     opensearch_node.wait(START_TIMEOUT)
     return opensearch_node.server("opensearch")
+
+
+#: seconds each node took to be ready the first time, for the terminal summary.
+START_TIMES: dict[str, float] = {}
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for name, seconds in START_TIMES.items():
+        terminalreporter.write_line(f"{name} node ready in {seconds:.1f} s (first start)")

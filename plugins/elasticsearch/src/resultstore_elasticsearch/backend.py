@@ -105,6 +105,10 @@ class SearchBackend:
     def forget(self, task_id: str) -> None:
         self.run(self.operations.forget(task_id))
 
+    def plant_payload(self, task_id: str, payload: bytes, state: str = "SUCCESS") -> None:
+        """Put raw bytes where a result would be (the contract's corrupt-payload checks)."""
+        self.run(self.operations.plant_payload(task_id, payload, state))
+
     def close(self) -> None:
         adapter = self.adapter
         if isinstance(adapter, Closed):

@@ -18,6 +18,7 @@ and exactly one call sees its count reach the size.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import itertools
@@ -373,6 +374,18 @@ class Operations:
         version = (int(doc["_seq_no"]), int(doc["_primary_term"])) if doc else None
         known[result.task_id] = (version, done.state)
         return done
+
+    def plant_payload(self, task_id: str, payload: bytes, state: str) -> Plan[None]:
+        """Put raw bytes where a result would be (tests of corrupt payloads)."""
+        doc: dict[str, Any] = {
+            "task_id": task_id,
+            "state": state,
+            "payload": base64.b64encode(payload).decode("ascii"),
+        }
+        expires_at = self.expires_at(self.now())
+        if expires_at is not None:
+            doc["expires_at"] = expires_at
+        yield Call("PUT", f"/{self._results}/_doc/{_quoted(task_id)}", body=orjson.dumps(doc))
 
     def forget(self, task_id: str) -> Plan[None]:
         yield Call("DELETE", f"/{self._results}/_doc/{_quoted(task_id)}", ok=_NOT_FOUND)
