@@ -527,8 +527,11 @@ def test_cleanup_deletes_expired_results(tmp_path: Path) -> None:
 
 
 def test_unreachable_store_is_retried_only_when_celery_is_told_to() -> None:
-    # Nothing listens on the port; resultstore-redis gives up at once (retry_total=0).
-    url = f"resultstore+redis://127.0.0.1:{free_port()}/0?retry_total=0&socket_connect_timeout=0.2"
+    # Nothing listens on the port; resultstore-redis gives up almost at once
+    # (retry_total must be positive).
+    url = (
+        f"resultstore+redis://127.0.0.1:{free_port()}/0?retry_total=0.05&socket_connect_timeout=0.2"
+    )
     plain = _app(url)
     try:
         with pytest.raises(BackendUnavailableError):
