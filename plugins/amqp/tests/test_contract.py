@@ -8,8 +8,6 @@ from resultstore_contract.servers import LOOPBACK, Server, free_port
 
 
 class TestAmqpContract(BackendContract):
-    clock_option = "clock"
-
     @pytest.fixture
     def resultstore_url(self, rabbitmq_server: Server) -> str:
         return rabbitmq_server.url

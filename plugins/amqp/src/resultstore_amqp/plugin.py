@@ -33,6 +33,7 @@ def resultstore_register_backends() -> Iterable[BackendSpec]:
             capabilities=CAPABILITIES,
             summary=summary,
             distribution="resultstore-amqp",
+            clock_option="clock",
         )
         for scheme, summary in _SUMMARIES.items()
     ]
