@@ -14,7 +14,8 @@ been applied.
 
 Chords live in one partition each: a static head (size, the current epoch,
 expiry, the completer's token) and one row per part, inserted with ``IF NOT
-EXISTS`` in a conditional batch that also refreshes the head's expiry. The
+EXISTS`` in a conditional batch that also checks the head is still the one
+this process saw (epoch and size) and refreshes its expiry. The
 call that inserted a part then reads the epoch's parts at a quorum; if all
 are there it claims completion with ``IF done = null``, which exactly one
 call wins. The last part's insert is the last Paxos round on the partition,
@@ -70,6 +71,7 @@ __all__ = [
     "CAPABILITIES",
     "PAYLOAD_LIMIT",
     "CassandraBackend",
+    "Head",
     "Plan",
     "Step",
     "Version",
@@ -117,6 +119,14 @@ class Version(NamedTuple):
 
 
 ABSENT = Version(None, None, None)
+
+
+class Head(NamedTuple):
+    """A chord's static head: its current epoch, size and expiry."""
+
+    epoch: str
+    size: int
+    expires_at: dt.datetime | None
 
 
 def moment(seconds: float) -> dt.datetime:
@@ -212,6 +222,7 @@ class CassandraBackend:
         self._unset: Any = UNSET_VALUE if settings.protocol_version != 3 else None
         self.freshness = Freshness()
         self._known: dict[str, Version] = {}
+        self._heads: dict[str, Head] = {}
         self._known_lock = threading.Lock()
         self.retry = Retrier(settings)
         self.cluster, self.session = self.retry(self._connect)
@@ -567,39 +578,71 @@ class CassandraBackend:
             params = (self.ttl, size, expires_at, epoch, group_id, current, old_expiry)
             row = self._lwt(statement, params)
             if row["[applied]"] or (statement is st.chord_restart and row.get("current") == epoch):
-                return  # applied now, or by a try whose reply was lost (its fresh epoch is there)
+                # Applied now, or by a try whose reply was lost (its fresh epoch is there).
+                self._remember_head(group_id, Head(epoch, size, expires_at))
+                return
             expected = (row.get("current"), row.get("expires_at"))
         raise ConfigurationError(f"chord {group_id!r}: its size kept changing under this call")
 
-    def chord_part_return(self, group_id: str, index: int, result: TaskResult) -> ChordOutcome:
-        payload = self._payload(result, result.task_id)
-        now = self.now()
-        head = self._head(group_id)
-        if head is None or head.get("size") is None or not live(head.get("expires_at"), now):
+    def _chord_head(self, group_id: str, now: float, *, fresh: bool) -> Head:
+        """The chord's (epoch, size, expires_at): remembered from this process's last
+        look unless ``fresh`` or it looks expired, else read at a quorum."""
+        with self._known_lock:
+            head = None if fresh else self._heads.get(group_id)
+        if head is not None and live(head.expires_at, now):
+            return head
+        row = self._head(group_id)
+        if row is None or row.get("size") is None or not live(row.get("expires_at"), now):
+            with self._known_lock:
+                self._heads.pop(group_id, None)
             raise ChordError(
                 f"chord {group_id!r} has no size set (or it expired); call "
                 f"set_chord_size({group_id!r}, n) before its parts return"
             )
-        size, epoch = int(head["size"]), head["current"]
-        if not 0 <= index < size:
-            raise ChordError(f"chord {group_id!r} part index {index} is out of range 0..{size - 1}")
+        head = Head(row["current"], int(row["size"]), row.get("expires_at"))
+        self._remember_head(group_id, head)
+        return head
+
+    def _remember_head(self, group_id: str, head: Head) -> None:
+        with self._known_lock:
+            if len(self._heads) >= KNOWN_LIMIT:
+                self._heads.clear()
+            self._heads[group_id] = head
+
+    def chord_part_return(self, group_id: str, index: int, result: TaskResult) -> ChordOutcome:
+        payload = self._payload(result, result.task_id)
+        now = self.now()
         st = self.statements
         writer = token()
-        params = (
-            group_id,
-            epoch,
-            index,
-            writer,
-            payload,
-            self.ttl,
-            self.ttl,
-            self.expires_at(now),
-            size,
-            epoch,
-            group_id,
-        )
-        row = self._lwt(st.chord_part, params)
-        added = bool(row["[applied]"]) or row.get("writer") == writer
+        expires_at = self.expires_at(now)
+        fresh = False
+        for _ in range(CAS_TRIES):
+            head = self._chord_head(group_id, now, fresh=fresh)
+            epoch, size = head.epoch, head.size
+            if not 0 <= index < size:
+                if not fresh:
+                    fresh = True  # a resize this process has not seen?
+                    continue
+                raise ChordError(
+                    f"chord {group_id!r} part index {index} is out of range 0..{size - 1}"
+                )
+            # The part's row, if the head still is (epoch, size); the head's expiry
+            # moves on with it. One Paxos round.
+            params: list[Any] = [group_id, epoch, index, writer, payload, self.ttl]
+            params += [self.ttl, expires_at, size, epoch, group_id, epoch, size]
+            row = self._lwt(st.chord_part, params)
+            if row["[applied]"]:
+                added = True
+                self._remember_head(group_id, Head(epoch, size, expires_at))
+                break
+            if row.get("current") == epoch and row.get("size") == size:
+                # The head is as expected, so the part was there: a duplicate, or
+                # this call's own earlier try whose reply was lost.
+                added = row.get("writer") == writer
+                break
+            fresh = True  # the chord was set up again or resized meanwhile
+        else:
+            raise ConfigurationError(f"chord {group_id!r}: its head kept changing under this call")
         parts = {
             part for (part,) in self.retry(lambda: self._exec(st.chord_parts, (group_id, epoch)))
         }

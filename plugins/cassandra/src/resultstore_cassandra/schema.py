@@ -182,7 +182,7 @@ class Statements:
             f"INSERT INTO {chords} (group_id, epoch, part, writer, payload) "
             f"VALUES (?, ?, ?, ?, ?) IF NOT EXISTS USING TTL ?; "
             f"UPDATE {chords} USING TTL ? SET expires_at = ?, size = ?, current = ? "
-            f"WHERE group_id = ?; "
+            f"WHERE group_id = ? IF current = ? AND size = ?; "
             f"APPLY BATCH",
             write,
             idempotent=False,
