@@ -7,7 +7,9 @@ deadline does, whichever comes first. Waits with a timeout
 (``AsyncResult.get(timeout=...)``, ``GroupResult.join``, their asyncio
 twins) set that deadline with :func:`deadline`; a backend reads what is
 left with :func:`time_left` to clip its own connect and socket timeouts, so
-a single try cannot outlast the bound either.
+a single try cannot outlast the bound either. After a backend's
+``close()``, :meth:`Retry.close` (or a :class:`Closed` stand-in for its
+client) makes every later call raise BackendUnavailableError.
 
 Example, in a backend's ``__init__`` and one of its calls::
 
