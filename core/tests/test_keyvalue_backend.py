@@ -403,7 +403,7 @@ def test_results_live_under_the_documented_keys(kv: DictKeyValueStore) -> None:
     assert kv.get("app1:chord:c:size") == b"1"
     mine.chord_part_return("c", 0, success("t"))
     assert kv.get("app1:chord:c:part:0") is not None
-    assert kv.get("app1:chord:c:done") == b"1"
+    assert kv.get("app1:chord:c:done") == b"unsent"
     assert kv.add_to_set("app1:chord:c:parts", "0", None) == (False, 1)
 
 
