@@ -2,7 +2,8 @@
 # Install the real servers the backend tests start on loopback.
 #
 # Usage: bash scripts/install-servers.sh [NAME...]
-#   NAME: redis memcached rabbitmq mongodb osmem elasticsearch opensearch (none = all of them)
+#   NAME: redis memcached rabbitmq mongodb osmem elasticsearch opensearch cassandra postgresql
+#         (none = all of them)
 #
 # Idempotent: what is already installed is skipped, and `apt-get update` runs
 # once, only when an apt package is missing. Everything comes from the
@@ -15,7 +16,7 @@ PYTHON="${PYTHON:-python3}"
 # SecantusDB only publishes betas; the pins keep tests reproducible.
 SECANTUS_VERSION="0.7.0b3"
 OSMEM_VERSION="0.1.6"
-ALL=(redis memcached rabbitmq mongodb osmem elasticsearch opensearch cassandra)
+ALL=(redis memcached rabbitmq mongodb osmem elasticsearch opensearch cassandra postgresql)
 
 apt_missing=()
 # Wait for a dpkg lock held by another apt run instead of failing at once.
@@ -83,6 +84,14 @@ for name in "$@"; do
             # Apache Cassandra assembled from Maven Central (Java 17 and Maven from apt if missing).
             bash "$(dirname "${BASH_SOURCE[0]}")/install-cassandra.sh"
             ;;
+        postgresql)
+            # initdb and postgres live in /usr/lib/postgresql/<major>/bin, off PATH.
+            if compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+                echo "install-servers: postgresql already installed"
+            else
+                apt_missing+=(postgresql)
+            fi
+            ;;
         -h | --help) usage ;;
         *)
             echo "install-servers: unknown server '$name'; choose from: ${ALL[*]}" >&2
@@ -98,7 +107,7 @@ if [ "${#apt_missing[@]}" -gt 0 ]; then
     # Debian starts packaged services where an init system runs; the tests
     # start their own on free ports, so stop any that apt started.
     if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-        for unit in redis-server redis-sentinel memcached rabbitmq-server; do
+        for unit in redis-server redis-sentinel memcached rabbitmq-server postgresql; do
             as_root systemctl disable --now "$unit" >/dev/null 2>&1 || true
         done
     fi

@@ -50,6 +50,12 @@ from .mongodb import (
 )
 from .opensearch import opensearch_server, start_opensearch
 from .osmem import osmem_server, start_osmem
+from .postgresql import (
+    PostgresNode,
+    postgresql_server,
+    start_postgresql,
+    start_postgresql_node,
+)
 from .rabbitmq import (
     AMQP_HEADER,
     RabbitMQNode,
@@ -75,6 +81,7 @@ __all__ = [
     "LOOPBACK",
     "CassandraCluster",
     "CassandraNode",
+    "PostgresNode",
     "RabbitMQNode",
     "Server",
     "ServerError",
@@ -98,6 +105,7 @@ __all__ = [
     "mongodb_standalone_server",
     "opensearch_server",
     "osmem_server",
+    "postgresql_server",
     "python_module_path",
     "rabbitmq_server",
     "redis_auth_server",
@@ -115,6 +123,8 @@ __all__ = [
     "start_mongodb",
     "start_opensearch",
     "start_osmem",
+    "start_postgresql",
+    "start_postgresql_node",
     "start_rabbitmq",
     "start_rabbitmq_node",
     "start_redis",
