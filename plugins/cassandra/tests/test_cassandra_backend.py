@@ -294,3 +294,22 @@ def test_replication_is_parsed_never_guessed() -> None:
 def test_expires_longer_than_cassandra_s_ttl_is_refused(cassandra_url: str) -> None:
     with pytest.raises(ConfigurationError, match="20 years"):
         resultstore.connect(cassandra_url, expires=21 * 365 * 86400)
+
+
+@pytest.mark.parametrize("read_batch", [1, 3, 10])
+def test_bulk_reads_find_every_id_whatever_the_read_batch(
+    cassandra_url: str, read_batch: int
+) -> None:
+    store = resultstore.connect(cassandra_url, read_batch=read_batch, expires=600)
+    try:
+        token = uuid.uuid4().hex[:8]
+        stored = [f"b-{token}-{i}" for i in range(25)]
+        store.store_many([TaskResult(t, State.SUCCESS, t) for t in stored])
+        missing = [f"m-{token}-{i}" for i in range(7)]
+        wanted = [*missing[:3], *stored, stored[0], *missing[3:]]
+        found = store.get_many(wanted)
+        assert set(found) == set(wanted)
+        assert all(found[t] is None for t in missing)
+        assert all(getattr(found[t], "result", None) == t for t in stored)
+    finally:
+        store.close()

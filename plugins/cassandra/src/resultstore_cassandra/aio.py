@@ -101,21 +101,18 @@ class AsyncCassandraBackend:
     async def get_many(self, task_ids: Sequence[str]) -> dict[str, TaskResult | None]:
         sync = self._sync
         ids = list(dict.fromkeys(task_ids))
+        statement, requests = sync.bulk_requests(ids)
         limit = asyncio.Semaphore(sync.settings.concurrency)
 
-        async def one(task_id: str) -> list[Any]:
+        async def one(params: tuple[Any, ...]) -> list[Any]:
             async with limit:
-                return await execute_async(sync, sync.statements.get, (task_id,))
+                return await execute_async(sync, statement, params)
 
         async def all_of() -> list[list[Any]]:
-            return list(await asyncio.gather(*(one(task_id) for task_id in ids)))
+            return list(await asyncio.gather(*(one(params) for params in requests)))
 
         replies = await sync.retry.run_async(all_of)
-        now = sync.now()
-        return {
-            task_id: self._decode(task_id, rows, now)
-            for task_id, rows in zip(ids, replies, strict=True)
-        }
+        return sync.bulk_results(ids, replies)
 
     async def forget(self, task_id: str) -> None:
         sync = self._sync

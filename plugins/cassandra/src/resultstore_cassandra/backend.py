@@ -485,19 +485,44 @@ class CassandraBackend:
 
     def get_many(self, task_ids: Sequence[str]) -> dict[str, TaskResult | None]:
         ids = list(dict.fromkeys(task_ids))
+        requests = self.bulk_requests(ids)
         replies = self.retry(
             lambda: execute_concurrent_with_args(
                 self.session,
-                self.statements.get,
-                [(task_id,) for task_id in ids],
+                requests[0],
+                requests[1],
                 concurrency=self.settings.concurrency,
                 raise_on_first_error=True,
             )
         )
+        return self.bulk_results(ids, [list(rows) for _, rows in replies])
+
+    def bulk_requests(self, ids: list[str]) -> tuple[PreparedStatement, list[tuple[Any, ...]]]:
+        """The statement and parameters of a bulk read: ``read_batch`` ids per request
+        (never one giant IN), or one SELECT per id with read_batch=1."""
+        step = self.settings.read_batch
+        if step == 1:
+            return self.statements.get, [(task_id,) for task_id in ids]
+        chunks = [(ids[start : start + step],) for start in range(0, len(ids), step)]
+        return self.statements.get_in, chunks
+
+    def bulk_results(
+        self, ids: list[str], replies: list[list[Any]]
+    ) -> dict[str, TaskResult | None]:
+        """Decode the replies of :meth:`bulk_requests` into every id's result or None."""
         now = self.now()
+        rows: dict[str, tuple[Any, Any, Any]] = {}
+        if self.settings.read_batch == 1:
+            for task_id, reply in zip(ids, replies, strict=True):
+                if reply:
+                    rows[task_id] = reply[0]
+        else:
+            for reply in replies:
+                for task_id, state, payload, expires_at in reply:
+                    rows[task_id] = (state, payload, expires_at)
         found: dict[str, TaskResult | None] = {}
-        for task_id, (_, rows) in zip(ids, replies, strict=True):
-            row = rows.one()
+        for task_id in ids:
+            row = rows.get(task_id)
             if row is None or row[0] is None or not live(row[2], now):
                 found[task_id] = None
             else:

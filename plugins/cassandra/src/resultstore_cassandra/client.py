@@ -211,6 +211,9 @@ class Settings:
     retry_total: float = 20.0
     #: requests in flight at once for bulk reads and batch stores.
     concurrency: int = 64
+    #: ids per query of a bulk read: 1 sends each to a replica of its own
+    #: (token-aware); more means fewer requests, each fanned out by its coordinator.
+    read_batch: int = 10
     clock: Clock = time.time
 
     @classmethod
@@ -256,6 +259,7 @@ class Settings:
             replication=options.take("replication", parse_replication, None),
             retry_total=options.take("retry_total", _positive_float, d.retry_total),
             concurrency=options.take("concurrency", _positive_int, d.concurrency),
+            read_batch=options.take("read_batch", _positive_int, d.read_batch),
             clock=options.take("clock", _callable, d.clock),
         )
         settings.check(url)

@@ -134,6 +134,11 @@ class Statements:
             read,
             idempotent=True,
         )
+        self.get_in = prepare(
+            f"SELECT task_id, state, payload, expires_at FROM {tasks} WHERE task_id IN ?",
+            read,
+            idempotent=True,
+        )
         self.current = prepare(
             f"SELECT state, writer, expires_at FROM {tasks} WHERE task_id = ?",
             read,
