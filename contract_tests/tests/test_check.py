@@ -20,7 +20,7 @@ def _console() -> tuple[Console, io.StringIO]:
 def test_memory_passes_and_names_the_capability_behind_each_skip() -> None:
     out, buffer = _console()
     # The basic group only: the state machine is exercised by the suite's own tests.
-    code = check.run_check("memory://", pytest_args=["-k", "basic"], console=out)
+    code = check.run_check("memory://", pytest_args=["-k", "basic"], console=out, errors=out)
     text = buffer.getvalue()
     assert code == check.EXIT_OK, text
     assert "resultstore contract checks of memory:// (profile ci)" in text
@@ -41,7 +41,7 @@ def test_memory_passes_and_names_the_capability_behind_each_skip() -> None:
 def test_a_url_template_that_shares_runs_as_given() -> None:
     out, buffer = _console()
     code = check.run_check(
-        "memory://{unique}", pytest_args=["-k", "basic_unknown or chord"], console=out
+        "memory://{unique}", pytest_args=["-k", "basic_unknown or chord"], console=out, errors=out
     )
     text = buffer.getvalue()
     assert code == check.EXIT_OK, text
@@ -91,10 +91,12 @@ def test_no_check_selected_is_not_a_pass() -> None:
 
 def test_an_unusable_url_stops_before_the_suite_without_its_password() -> None:
     out, buffer = _console()
-    code = check.run_check("nosuchscheme://user:hunter22@localhost/0", console=out)
-    text = buffer.getvalue()
+    err, errors = _console()
+    code = check.run_check("nosuchscheme://user:hunter22@localhost/0", console=out, errors=err)
+    assert buffer.getvalue() == ""
+    text = errors.getvalue()
     assert code == check.EXIT_UNREACHABLE
-    assert "Cannot check nosuchscheme://user:***@localhost/0" in text
+    assert text.startswith("Error: cannot check nosuchscheme://user:***@localhost/0: ")
     assert "UnknownSchemeError" in text
     assert "hunter22" not in text
 
@@ -131,8 +133,10 @@ def test_cli_check_without_the_suite_says_what_to_install(
     # None in sys.modules makes the import fail as if the package were absent.
     monkeypatch.setitem(sys.modules, "resultstore_contract.check", None)
     result = CliRunner().invoke(main, ["check", "memory://"])
-    assert result.exit_code != 0
-    assert "pip install resultstore-contract" in result.output
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: resultstore check runs the contract suite")
+    assert "pip install resultstore-contract" in result.stderr
+    assert "pip install ./contract_tests" in result.stderr
 
 
 @pytest.mark.parametrize("scheme", ["memory", "sqlite"])
@@ -162,3 +166,82 @@ def test_check_drives_the_clock_the_backend_declares(
     assert set(record_clock.SEEN) == {"clock"}
     assert ", 0 skipped" in text, text
     sys.modules.pop("record_clock", None)
+
+
+def test_progress_goes_to_stderr_group_by_group_while_the_checks_run() -> None:
+    out, buffer = _console()
+    err, errors = _console()
+    code = check.run_check(
+        "memory://{unique}", pytest_args=["-k", "basic_unknown or bulk"], console=out, errors=err
+    )
+    assert code == check.EXIT_OK, buffer.getvalue() + errors.getvalue()
+    progress = errors.getvalue().splitlines()
+    total = int(progress[0].split()[1])
+    assert progress[0] == f"Running {total} contract checks..."
+    assert progress[1].startswith("  Basic: 1 passed, 0 failed, 0 skipped (1/")
+    assert progress[-1].endswith(f"({total}/{total} checks done)")
+    assert "Running" not in buffer.getvalue(), "the table's stream stays clean"
+
+
+def test_verbose_leaves_progress_to_pytest() -> None:
+    err, errors = _console()
+    out, _ = _console()
+    code = check.run_check(
+        "memory://{unique}",
+        pytest_args=["-k", "basic_unknown"],
+        verbose=True,
+        console=out,
+        errors=err,
+    )
+    assert code == check.EXIT_OK
+    assert "Running" not in errors.getvalue()
+
+
+def test_long_skip_reasons_are_shortened_and_wrapped_never_cut() -> None:
+    long_reason = (
+        "no dead server to test against: give the test class a dead_url (this backend's "
+        "URL at a stopped server or a closed port), or override the dead_server fixture"
+    )
+    assert check._short_reason(long_reason) == "no dead server to test against (-v for more)"
+    assert check._short_reason("Capability.CHORDS is not declared") == "not declared: chords"
+    assert check._short_reason("short and clear") == "short and clear"
+    report = check.CheckReport(url="memory://", profile="ci")
+    group = check.GroupResult("Lifecycle", ("chords", "groups", "native_async", "shared"))
+    group.skipped = 2
+    group.skip_reasons = [long_reason, "Capability.NATIVE_ASYNC: the backend does not declare it"]
+    report.groups[("Lifecycle", group.needs)] = group
+    buffer = io.StringIO()
+    check.render(report, Console(file=buffer, width=80, color_system=None))
+    text = " ".join(
+        cell.strip()
+        for line in buffer.getvalue().splitlines()
+        for cell in line.split("│")[7:8]
+        if line.startswith("│")
+    )
+    assert "…" not in buffer.getvalue()
+    assert "no dead server to test against (-v for more); not declared: native_async" in " ".join(
+        text.split()
+    )
+
+
+def test_what_the_checks_write_expires_soon(tmp_path: Path) -> None:
+    import sqlite3
+    import time
+
+    url = f"sqlite:///{tmp_path / 'check.db'}"
+    out, buffer = _console()
+    started = time.time()
+    code = check.run_check(
+        url, pytest_args=["-k", "basic or codec or corrupt or expir"], console=out, errors=out
+    )
+    assert code == check.EXIT_OK, buffer.getvalue()
+    with sqlite3.connect(tmp_path / "check.db") as db:
+        rows = [
+            (table, expires)
+            for table in ("results", "groups", "chords")
+            for (expires,) in db.execute(f"SELECT expires_at FROM {table}")
+        ]
+    assert len(rows) > 20, rows
+    deadline = time.time() + check.CHECK_EXPIRES
+    late = [(t, e) for t, e in rows if e is None or e > deadline or e < started]
+    assert late == [], "everything the checks leave behind expires within CHECK_EXPIRES"

@@ -28,7 +28,10 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "memory":
         # A named memory store is shared by every backend of this process.
         return f"memory://cli-{uuid.uuid4().hex}"
-    return f"sqlite:///{tmp_path / 'results.db'}"
+    made = f"sqlite:///{tmp_path / 'results.db'}"
+    # Reading commands never create a store, so the file is made here.
+    connect(made).close()
+    return made
 
 
 @pytest.fixture
@@ -234,8 +237,37 @@ def test_unusable_sqlite_path_is_a_clean_error(runner: CliRunner, tmp_path: Path
     blocker.write_text("not a folder")
     result = run(runner, "--url", f"sqlite:///{blocker / 'results.db'}", "get", "x")
     assert result.exit_code == 2
-    assert result.stderr.startswith("Error: BackendUnavailableError: ")
+    assert result.stderr.startswith("Error: no store at sqlite:///")
+    assert str(blocker / "results.db") in result.stderr
     assert result.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["get", "x"], ["get", "x", "--json"], ["watch", "g"], ["forget", "x"], ["cleanup"]],
+)
+def test_reading_commands_never_create_a_store(
+    runner: CliRunner, tmp_path: Path, args: list[str]
+) -> None:
+    mistyped = tmp_path / "reslts.db"
+    result = run(runner, "--url", f"sqlite:///{mistyped}", *args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (
+        f"Error: no store at sqlite:///{mistyped}: the SQLite database file {mistyped} "
+        f"does not exist. Reading commands never create a store: check the URL "
+        f"(--url or $RESULTSTORE_URL)\n"
+    )
+    assert not mistyped.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_reading_commands_read_a_store_that_exists(runner: CliRunner, tmp_path: Path) -> None:
+    made = f"sqlite:///{tmp_path / 'results.db'}"
+    with connect(made) as store:
+        store.mark_as_done("x", 41)
+    result = run(runner, "--url", made, "get", "x", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["result"] == 41
 
 
 # -- errors -----------------------------------------------------------------------
@@ -316,3 +348,42 @@ def test_commands_added_later_get_the_same_error_handling(
     result = run(runner, "--url", "memory://u:topsecretpw@h", extra_command)
     assert result.exit_code == 2
     assert result.stderr == "Error: BackendUnavailableError: cannot reach memory://u:***@h\n"
+
+
+# -- one table of exit statuses, one error format ------------------------------------------
+
+
+def test_the_exit_status_table_in_the_docs_is_the_one_in_the_code() -> None:
+    from resultstore.cli import EXIT_STATUSES
+
+    docs = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
+    rows = {}
+    for line in docs.read_text(encoding="utf-8").splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and cells[0].isdigit():
+            rows[int(cells[0])] = cells[1]
+    assert rows == EXIT_STATUSES
+
+
+def test_every_failing_command_exits_with_its_status_and_one_error_line(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    from resultstore.cli import EXIT_NOT_FOUND, EXIT_STORE_ERROR, EXIT_TIMEOUT
+
+    made = f"sqlite:///{tmp_path / 'results.db'}"
+    with connect(made) as store:
+        store.save_group("g", ["never-done"])
+    cases = [
+        (["--url", made, "get", "nope"], EXIT_NOT_FOUND),
+        (["--url", made, "watch", "nope"], EXIT_NOT_FOUND),
+        (["--url", made, "watch", "g", "--timeout", "0.1", "--interval", "0.05"], EXIT_TIMEOUT),
+        (["--url", f"sqlite:///{tmp_path / 'missing.db'}", "get", "x"], EXIT_STORE_ERROR),
+        (["--url", "not-a-url", "get", "x"], EXIT_STORE_ERROR),
+        (["--url", "nosuchscheme://h/0", "cleanup"], EXIT_STORE_ERROR),
+    ]
+    for args, status in cases:
+        result = run(runner, *args)
+        assert result.exit_code == status, (args, result.output)
+        errors = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(errors) == 1, (args, result.stderr)
+        assert errors[0].startswith("Error: "), (args, result.stderr)

@@ -125,8 +125,9 @@ def test_watch_shows_stored_states_literally(
     result = runner.invoke(main, ["--url", url, "watch", "g[/x]", "--timeout", "0.3"])
     assert result.exit_code == 3, result.output  # b never becomes ready: it times out
     assert state in result.stdout, "the state is shown as written, not as markup"
-    assert "g[/x]" in result.stdout
+    assert "g[/x]" in result.stderr  # in the timeout's Error: line
     assert_no_raw_control(result.stdout)
+    assert_no_raw_control(result.stderr)
 
 
 # -- bounded preview ---------------------------------------------------------------------

@@ -92,6 +92,16 @@ def test_demo_on_a_private_store_uses_threads(runner: CliRunner) -> None:
     assert "worker threads" in result.output
     assert "push" in result.output
     assert f"= {sum(i * i for i in range(6))}" in result.output
+    assert "on purpose" in result.output
+
+
+def test_demo_on_a_private_store_suggests_only_what_works(runner: CliRunner) -> None:
+    result = run(runner, "--url", "memory://", "demo", "--tasks", "4", "--seed", "1")
+    assert result.exit_code == 0, result.output
+    # get and watch would open a new, empty memory:// store: they are not offered.
+    commands = re.findall(r"^\s+(resultstore .*)$", result.output, re.MULTILINE)
+    assert commands == ["resultstore demo --url sqlite:///demo.db"]
+    assert "went with it" in result.output
 
 
 def test_demo_url_option_overrides_the_global_one(runner: CliRunner, url: str) -> None:
@@ -195,6 +205,7 @@ def test_watch_times_out_with_its_own_exit_status(runner: CliRunner, url: str) -
 
 
 def test_watch_of_an_unknown_group_exits_one(runner: CliRunner, url: str) -> None:
+    connect(url).close()
     result = run(runner, "--url", url, "watch", "nope")
     assert result.exit_code == 1
     assert "no group 'nope' is saved" in result.output

@@ -338,6 +338,9 @@ class BasicContract(ContractBase):
         assert all(keeper.store.get(t) is not None for t in kept), "cleanup removed live results"
         if expiring.clock is not None:
             assert expiring.store.get_many(doomed) == dict.fromkeys(doomed)
+        # Kept for 1000 expiries: not left in a live store (resultstore check).
+        for task_id in kept:
+            keeper.store.forget(task_id)
 
     # -- durability and sharing ------------------------------------------------------
 

@@ -12,6 +12,7 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -20,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 __all__ = [
+    "CHECK_EXPIRES",
     "EXIT_FAILED",
     "EXIT_OK",
     "EXIT_UNREACHABLE",
@@ -39,9 +41,16 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 #: the URL did not even connect; nothing was run.
 EXIT_UNREACHABLE = 2
+#: seconds every result, group and chord written by the checks is kept (unless
+#: a check asks for a shorter expiry): the store drops them within the hour
+#: (a backend without ``auto_expiry`` at its next ``cleanup``), even when the
+#: run fails or is interrupted, instead of a day as by default.
+CHECK_EXPIRES = 3600
 
 _ENV_PROFILE = "HYPOTHESIS_PROFILE"
 _CAPABILITY = re.compile(r"Capability\.([A-Z_]+)")
+#: skip reasons longer than this are cut to their first clause in the table.
+_SHORT_REASON = 60
 
 
 @attrs.define
@@ -127,7 +136,12 @@ def _test_module(classes: Sequence[type]) -> str:
         "",
     ]
     for cls in classes:
-        lines += ["", f"class Test{cls.__name__}({cls.__name__}):", "    pass", ""]
+        lines += [
+            "",
+            f"class Test{cls.__name__}({cls.__name__}):",
+            f'    store_options = {{"expires": {CHECK_EXPIRES}}}',
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -149,11 +163,73 @@ def _message(report: pytest.TestReport | pytest.CollectReport) -> str:
     return first if len(first) <= 300 else first[:297] + "..."
 
 
+class _Progress:
+    """What the run is doing, while it runs: on a terminal one live line, else one
+    line per finished group (so that a CI log shows it too)."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.total = 0
+        self.counts = {"passed": 0, "failed": 0, "skipped": 0}
+        self._group: GroupResult | None = None
+        self._group_counts = dict(self.counts)
+        self._status: Any = None
+
+    def start(self, total: int) -> None:
+        self.total = total
+        self.console.print(Text(f"Running {total} contract checks...", style="dim"), soft_wrap=True)
+        if self.console.is_terminal:
+            self._status = self.console.status(self._line())
+            self._status.start()
+
+    def _line(self) -> str:
+        ran = sum(self.counts.values())
+        name = self._group.name if self._group is not None else "-"
+        return (
+            f"{name}: {ran}/{self.total} checks, {self.counts['passed']} passed, "
+            f"{self.counts['failed']} failed, {self.counts['skipped']} skipped"
+        )
+
+    def done(self, group: GroupResult, outcome: str) -> None:
+        """One check finished (``outcome``: passed, failed or skipped)."""
+        # Groups are shown by name: one class's checks with different needs interleave.
+        if self._group is None or group.name != self._group.name:
+            self._group_finished()
+            self._group = group
+        self.counts[outcome] += 1
+        self._group_counts[outcome] += 1
+        if self._status is not None:
+            self._status.update(self._line())
+
+    def _group_finished(self) -> None:
+        if self._group is None or self._status is not None:
+            return
+        counts = self._group_counts
+        ran = sum(self.counts.values())
+        self.console.print(
+            Text(
+                f"  {self._group.name}: {counts['passed']} passed, {counts['failed']} "
+                f"failed, {counts['skipped']} skipped ({ran}/{self.total} checks done)",
+                style="dim",
+            ),
+            soft_wrap=True,
+        )
+        self._group_counts = dict.fromkeys(counts, 0)
+
+    def stop(self) -> None:
+        self._group_finished()
+        self._group = None
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+
 class _Collector:
     """A pytest plugin object that files each test's outcome under its group."""
 
-    def __init__(self, report: CheckReport) -> None:
+    def __init__(self, report: CheckReport, progress: _Progress | None = None) -> None:
         self.report = report
+        self.progress = progress
         self._group: dict[str, GroupResult] = {}
         self._outcome: dict[str, str] = {}
 
@@ -165,12 +241,20 @@ class _Collector:
             if group is None:
                 group = self.report.groups[key] = GroupResult(*key)
             self._group[item.nodeid] = group
+        if self.progress is not None:
+            self.progress.start(len(session.items))
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
             self.report.errors.append(f"{report.nodeid or 'collection'}: {_message(report)}")
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self._file(report)
+        group = self._group.get(report.nodeid)
+        if self.progress is not None and group is not None and report.when == "teardown":
+            self.progress.done(group, self._outcome.get(report.nodeid, "passed"))
+
+    def _file(self, report: pytest.TestReport) -> None:
         group = self._group.get(report.nodeid)
         if group is None or self._outcome.get(report.nodeid) == "failed":
             return
@@ -196,11 +280,17 @@ class _Collector:
 
 
 def _short_reason(reason: str) -> str:
-    """A capability skip as "not declared: chords"; any other reason as it is."""
+    """A capability skip as "not declared: chords"; any other reason up to its
+    first colon or sentence end, when that is long (--verbose shows it whole)."""
     missing = _CAPABILITY.findall(reason)
     if missing and "not declare" in reason:
         return "not declared: " + ", ".join(name.lower() for name in missing)
-    return reason
+    if len(reason) <= _SHORT_REASON:
+        return reason
+    head = re.split(r": |; |\. ", reason, maxsplit=1)[0]
+    if len(head) > _SHORT_REASON:
+        head = head[: _SHORT_REASON - 3].rstrip() + "..."
+    return f"{head} (-v for more)"
 
 
 def _skip_reason(report: pytest.TestReport) -> str:
@@ -299,16 +389,20 @@ def run_check(
     verbose: bool = False,
     pytest_args: Sequence[str] = (),
     console: Console | None = None,
+    errors: Console | None = None,
 ) -> int:
     """Run the whole suite against ``url``, print the table, return the exit status.
 
     ``profile`` picks the hypothesis profile (``ci``: bounded and
     reproducible); ``pytest_args`` go to pytest as they are (``-k chord``,
-    ``-x``); ``verbose`` shows pytest's own output too.
+    ``-x``); ``verbose`` shows pytest's own output too. The table goes to
+    ``console``; progress, notes and ``Error:`` lines go to ``errors``
+    (default: stderr).
     """
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     out = console or Console(highlight=False)
+    err = errors or Console(stderr=True, highlight=False)
     shown, password = _scrubber(url)
 
     def scrub(text: str) -> str:
@@ -316,13 +410,15 @@ def run_check(
 
     suite_url, note = _suite_url(url)
     if suite_url is None:
-        out.print(Text(f"Cannot check {shown}: {scrub(note)}", style="bold red"), soft_wrap=True)
+        err.print(Text(f"Error: cannot check {shown}: {scrub(note)}"), soft_wrap=True)
         return EXIT_UNREACHABLE
     if note:
-        out.print(Text(f"Note: {shown}: {scrub(note)}", style="yellow"), soft_wrap=True)
+        err.print(Text(f"Note: {shown}: {scrub(note)}", style="yellow"), soft_wrap=True)
 
     report = CheckReport(url=shown, profile=profile)
-    collector = _Collector(report)
+    # pytest -v reports each check itself.
+    progress = None if verbose else _Progress(err)
+    collector = _Collector(report, progress)
     with tempfile.TemporaryDirectory(prefix="resultstore-check-") as tmp:
         folder = Path(tmp)
         (folder / "test_resultstore_check.py").write_text(_test_module(suite_classes()))
@@ -342,15 +438,20 @@ def run_check(
         ]
         if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
             args += ["-p", "resultstore_contract.plugin"]
-        args += ["-v"] if verbose else ["-q", "--no-header", "--tb=short"]
+        # -rs: pytest's summary gives each skip reason whole.
+        args += ["-v", "-rs"] if verbose else ["-q", "--no-header", "--tb=short"]
         args += list(pytest_args)
         captured = io.StringIO()
         with _environment(_ENV_PROFILE, profile):
             if verbose:
                 code = pytest.main(args, plugins=[collector])
             else:
-                with contextlib.redirect_stdout(captured):
-                    code = pytest.main(args, plugins=[collector])
+                try:
+                    with contextlib.redirect_stdout(captured):
+                        code = pytest.main(args, plugins=[collector])
+                finally:
+                    if progress is not None:
+                        progress.stop()
     collector.finish()
     report.pytest_exit = int(code)
     ran = (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.NO_TESTS_COLLECTED)
@@ -373,12 +474,13 @@ def render(
         title_justify="left",
     )
     table.add_column("Checks", style="bold", no_wrap=True)
-    table.add_column("Needs", no_wrap=True)
-    table.add_column("Passed", justify="right")
-    table.add_column("Failed", justify="right")
-    table.add_column("Skipped", justify="right")
+    table.add_column("Needs", min_width=8)
+    table.add_column("Pass", justify="right")
+    table.add_column("Fail", justify="right")
+    table.add_column("Skip", justify="right")
     table.add_column("Result", no_wrap=True)
-    table.add_column("Why skipped")
+    # Folded, never cut: a reason is read whole (capability skips are short).
+    table.add_column("Why skipped", overflow="fold", ratio=1)
     styles = {"passed": "green", "failed": "bold red", "skipped": "yellow", "empty": "dim"}
     for group in report.groups.values():
         table.add_row(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -221,11 +221,13 @@ def dead_server(request: pytest.FixtureRequest) -> Any:
 
 
 @pytest.fixture
-def plant_payload(request: pytest.FixtureRequest) -> Callable[[str, bytes], None]:
+def plant_payload(request: pytest.FixtureRequest) -> Iterator[Callable[[str, bytes], None]]:
     """Write raw bytes where the store keeps a task's result (the bad-input back door).
 
     The default uses the backend's own ``plant_payload(task_id, payload)``
-    method; without one, the tests that need it are skipped.
+    method; without one, the tests that need it are skipped. What was planted
+    may carry no expiry, so it is forgotten after the test (``resultstore
+    check`` leaves nothing behind that does not expire).
     """
     store = request.getfixturevalue("store")
     plant: Callable[[str, bytes], None] | None = getattr(store.backend, "plant_payload", None)
@@ -236,4 +238,13 @@ def plant_payload(request: pytest.FixtureRequest) -> Callable[[str, bytes], None
             "fixture with one that returns a callable(task_id, payload: bytes) writing the "
             "raw bytes where the backend keeps that task's result"
         )
-    return plant
+    planted: list[str] = []
+
+    def plant_and_remember(task_id: str, payload: bytes) -> None:
+        planted.append(task_id)
+        plant(task_id, payload)
+
+    yield plant_and_remember
+    for task_id in planted:
+        # forget() does not read the payload, so a corrupt one goes too.
+        store.forget(task_id)

@@ -47,6 +47,7 @@ def resultstore_register_backends() -> Iterable[BackendSpec]:
             ),
             summary="embedded default: one SQLite file, safe for processes on one machine",
             clock_option="clock",
+            missing_store="resultstore.backends.sqlite:missing_database",
         ),
     ]
 

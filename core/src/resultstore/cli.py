@@ -21,19 +21,22 @@ from rich.pretty import Pretty
 from rich.table import Table
 from rich.text import Text
 
-from resultstore.demo import demo_command, watch_command
-from resultstore.discovery import installed_backends
+from resultstore.demo import EXIT_TIMEOUT, demo_command, watch_command
+from resultstore.discovery import find_backend, installed_backends
 from resultstore.errors import ResultStoreError
 from resultstore.hooks import build_hooks
 from resultstore.models import ExceptionInfo, TaskResult
 from resultstore.states import State
 from resultstore.store import URL_ENV, ResultStore, connect, default_url
 from resultstore.terminal import FULL, PREVIEW, Limits, json_safe, preview, safe_text
-from resultstore.urls import redact
+from resultstore.urls import parse_url, redact
 
 __all__ = [
     "EXIT_NOT_FOUND",
+    "EXIT_OK",
+    "EXIT_STATUSES",
     "EXIT_STORE_ERROR",
+    "EXIT_TIMEOUT",
     "CliState",
     "StoreCommandError",
     "console",
@@ -42,10 +45,28 @@ __all__ = [
     "pass_state",
 ]
 
-#: exit status when the thing asked for does not exist (an unknown task id).
+#: exit status when the command did what it was asked.
+EXIT_OK = 0
+#: exit status when the thing asked for does not exist (an unknown task id), or
+#: when ``check`` found a failing check.
 EXIT_NOT_FOUND = 1
-#: exit status when resultstore raised one of its documented errors.
+#: exit status when the command could not do its work: a resultstore error, a
+#: usage error, a store that does not exist or does not connect, a missing piece.
 EXIT_STORE_ERROR = 2
+
+#: every exit status of every command, with its meaning: the table in docs/cli.md.
+EXIT_STATUSES: dict[int, str] = {
+    EXIT_OK: "done (check: no check failed)",
+    EXIT_NOT_FOUND: (
+        "the task id or group id is unknown, or its result was forgotten or expired "
+        "(check: a check failed, or none ran)"
+    ),
+    EXIT_STORE_ERROR: (
+        "the command could not do its work: a resultstore error, a usage error, a store "
+        "that does not exist or does not connect, or the contract suite not installed (check)"
+    ),
+    EXIT_TIMEOUT: "watch or demo: the timeout ran out first",
+}
 
 _URL_IN_TEXT = re.compile(r"[a-z][a-z0-9+.\-]*://[^\s'\"<>]+", re.IGNORECASE)
 # A password this short would blank out ordinary words of the message; the
@@ -83,6 +104,24 @@ class CliState:
     def connect(self, **options: Any) -> ResultStore:
         """Open the store; use it as a context manager so it is closed."""
         return connect(self.resolved_url, plugins=self.plugins, **options)
+
+    def connect_existing(self, **options: Any) -> ResultStore:
+        """Open the store for a reading or tidying command: never create one.
+
+        A backend whose ``BackendSpec`` has a ``missing_store`` probe (sqlite://)
+        is asked first; a store that is not there is an ``Error:`` naming it
+        (exit status 2), not a new, empty store.
+        """
+        url = self.resolved_url
+        spec = find_backend(parse_url(url).scheme, build_hooks(self.plugins))
+        missing = spec.missing(url)
+        if missing is not None:
+            fail(
+                f"no store at {self.redacted_url}: {self.scrub(missing)}. Reading commands "
+                f"never create a store: check the URL (--url or ${URL_ENV})",
+                code=EXIT_STORE_ERROR,
+            )
+        return self.connect(**options)
 
     def scrub(self, message: str) -> str:
         """``message`` on one line, with every URL redacted and the password hidden."""
@@ -319,7 +358,7 @@ def get(state: CliState, task_id: str, as_json: bool, full: bool) -> None:
     terminal control. Exits with status 1 when the store has no result for
     TASK_ID.
     """
-    with state.connect() as store:
+    with state.connect_existing() as store:
         result = store.get(task_id)
     if result is None:
         fail(
@@ -349,7 +388,7 @@ def get(state: CliState, task_id: str, as_json: bool, full: bool) -> None:
 def forget(state: CliState, task_id: str) -> None:
     """Delete the stored result of TASK_ID (an unknown id is not an error)."""
     # No read first: forgetting is the cure for a payload that no longer decodes.
-    with state.connect() as store:
+    with state.connect_existing() as store:
         store.forget(task_id)
     click.echo(f"Forgot task {task_id!r} in {state.redacted_url}.")
 
@@ -358,7 +397,7 @@ def forget(state: CliState, task_id: str) -> None:
 @pass_state
 def cleanup(state: CliState) -> None:
     """Delete expired results now and print how many went."""
-    with state.connect() as store:
+    with state.connect_existing() as store:
         deleted = store.cleanup()
     noun = "result" if deleted == 1 else "results"
     click.echo(f"Deleted {deleted} expired {noun} from {state.redacted_url}.")
@@ -388,18 +427,27 @@ def check(url: str, profile: str, verbose: bool, pytest_args: tuple[str, ...]) -
     """Run the contract suite against the live backend at URL; print a table of the checks.
 
     Checks the backend skips are listed with the capability it does not
-    declare. Exits 0 when no check failed, 1 when one did, 2 when URL does
-    not connect. Arguments after -- go to pytest (resultstore check URL -- -k chord).
+    declare. Progress goes to stderr while the checks run. Every result,
+    group and chord the checks write is stored with a short expiry (see
+    docs/cli.md). Exits 0 when no check failed, 1 when one did (or none ran),
+    2 when the checks could not run (URL does not connect, suite not
+    installed). Arguments after -- go to pytest (resultstore check URL -- -k chord).
     """
     try:
         from resultstore_contract.check import run_check
     except ImportError:
         fail(
             "resultstore check runs the contract suite, which is not installed: "
-            "pip install resultstore-contract",
+            "pip install resultstore-contract (from a checkout of resultstore: "
+            "pip install ./contract_tests)",
             code=EXIT_STORE_ERROR,
         )
     status = run_check(
-        url, profile=profile, verbose=verbose, pytest_args=pytest_args, console=console()
+        url,
+        profile=profile,
+        verbose=verbose,
+        pytest_args=pytest_args,
+        console=console(),
+        errors=console(stderr=True),
     )
     raise click.exceptions.Exit(status)

@@ -415,6 +415,11 @@ def demo_command(
             f"and its callback) on {workers} worker {pool.kind}, "
             f"store {redact(resolved)} ({store.hub.mode} waiting)"
         )
+        out.print(
+            "Some tasks fail, retry or report progress on purpose, to show how each is "
+            "stored: a FAILURE below is part of the demo, not a fault.",
+            style="dim",
+        )
         started = time.monotonic()
         with _progress(out) as bar:
             progress = bar.add_task("waiting on results", total=len(plan.all_ids))
@@ -446,7 +451,7 @@ def demo_command(
             latencies=latencies,
             store=store,
         )
-        _pointers(out, state, plan, metas)
+        _pointers(out, state, plan, metas, kept=Capability.SHARED in store.capabilities)
 
 
 def _summary(
@@ -487,8 +492,24 @@ def _summary(
 
 
 def _pointers(
-    out: Console, state: CliState, plan: DemoPlan, metas: Sequence[TaskResult | None]
+    out: Console,
+    state: CliState,
+    plan: DemoPlan,
+    metas: Sequence[TaskResult | None],
+    *,
+    kept: bool,
 ) -> None:
+    """Follow-up commands, only where they can work: ``kept`` is whether another
+    process (the next command) can read the store at all."""
+    if not kept:
+        out.print(
+            f"The results lived in {state.redacted_url}, a store private to this process, "
+            f"and went with it, so 'resultstore get' and 'resultstore watch' cannot show "
+            f"them. To look at them afterwards, run the demo on a store that outlives it:",
+            soft_wrap=True,
+        )
+        out.print("  resultstore demo --url sqlite:///demo.db", soft_wrap=True)
+        return
     done = [m for m in metas if m is not None]
     examples = [
         next((m.task_id for m in done if m.state == State.SUCCESS), None),
@@ -549,7 +570,7 @@ def watch_command(
 
     state = _cli_state(ctx, url)
     out = _console()
-    with state.connect() as store:
+    with state.connect_existing() as store:
         group = store.restore_group(group_id)
         if group is None:
             fail(
@@ -575,10 +596,10 @@ def watch_command(
                     break
                 if deadline is not None and time.monotonic() >= deadline:
                     bar.stop()
-                    out.print(
-                        f"Timed out after {timeout}s: {total - ready} of {total} members "
-                        f"of {safe_text(repr(group_id))} are not ready.",
-                        markup=False,
+                    click.echo(
+                        f"Error: timed out after {timeout}s: {total - ready} of {total} "
+                        f"members of {safe_text(repr(group_id))} are not ready",
+                        err=True,
                     )
                     raise click.exceptions.Exit(EXIT_TIMEOUT)
                 pause = interval

@@ -46,6 +46,23 @@ class BackendSpec:
     #: it takes none. ``resultstore check`` passes a manual clock through it, so
     #: every expiry rule is checked without waiting for real time to pass.
     clock_option: str | None = None
+    #: ``"module:function"`` of a function taking the URL (a str) and returning
+    #: None when the store it names exists, else a sentence saying what is
+    #: missing (``"the file /x/r.db does not exist"``). The reading commands of
+    #: ``resultstore`` (get, watch, forget, cleanup) call it before connecting,
+    #: so that a mistyped URL is an error rather than a new, empty store. None
+    #: for backends whose connect() creates nothing (a server's store).
+    missing_store: str | None = None
+
+    def missing(self, url: str) -> str | None:
+        """What :attr:`missing_store` says of ``url`` (None: there, or not checkable)."""
+        if self.missing_store is None:
+            return None
+        module_name, _, attribute = self.missing_store.partition(":")
+        probe: Callable[[str], str | None] = getattr(
+            importlib.import_module(module_name), attribute
+        )
+        return probe(url)
 
     def load(self) -> BackendFactory:
         """Import the factory (and so the client library)."""

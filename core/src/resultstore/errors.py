@@ -81,7 +81,8 @@ class UnknownSchemeError(ConfigurationError):
             f"no backend is installed for the URL scheme {scheme!r}; "
             f"installed schemes: {', '.join(self.installed) or 'none'}. "
             f"To add it, run: pip install resultstore-{base} "
-            f"(or check RESULTSTORE_DISABLE_PLUGINS if it is installed but disabled)"
+            f"(from a checkout of resultstore: pip install ./plugins/{base}; "
+            f"or check RESULTSTORE_DISABLE_PLUGINS if it is installed but disabled)"
         )
 
 

@@ -26,9 +26,9 @@ from resultstore.errors import BackendUnavailableError, ChordError, InvalidURLEr
 from resultstore.models import ChordOutcome, ChordState, Group, StoreOutcome, TaskResult
 from resultstore.protocols import Capability
 from resultstore.states import READY_STATES, state_from_str
-from resultstore.urls import BackendURL
+from resultstore.urls import BackendURL, parse_url
 
-__all__ = ["SCHEMA_VERSION", "SQLiteBackend", "database_path"]
+__all__ = ["SCHEMA_VERSION", "SQLiteBackend", "database_path", "missing_database"]
 
 Clock = Callable[[], float]
 
@@ -133,6 +133,20 @@ def database_path(url: BackendURL) -> Path:
             f"store, or name a file such as sqlite:///results.db"
         )
     return Path(os.path.abspath(raw))
+
+
+def missing_database(url: str) -> str | None:
+    """None when the file a ``sqlite://`` URL names exists, else what is missing.
+
+    The ``missing_store`` probe of the sqlite:// ``BackendSpec``: reading
+    commands call it so that a mistyped path is an error, never a new file.
+    """
+    path = database_path(parse_url(url))
+    if path.is_file():
+        return None
+    if path.exists():
+        return f"{path} is not a file"
+    return f"the SQLite database file {path} does not exist"
 
 
 class SQLiteBackend:
