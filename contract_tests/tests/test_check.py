@@ -245,3 +245,32 @@ def test_what_the_checks_write_expires_soon(tmp_path: Path) -> None:
     deadline = time.time() + check.CHECK_EXPIRES
     late = [(t, e) for t, e in rows if e is None or e > deadline or e < started]
     assert late == [], "everything the checks leave behind expires within CHECK_EXPIRES"
+
+
+def test_check_runs_the_suite_with_pytests_assertions_and_no_warnings() -> None:
+    import subprocess
+
+    # A fresh process, as from the shell: the CLI imports the check module
+    # (and so the package) before pytest starts.
+    script = "import sys; from resultstore.cli import main; sys.exit(main())"
+    args = ["check", "memory://{unique}", "-v", "--", "-k", "basic_unknown or codec", "-W", "error"]
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "Warning" not in output
+    assert "warnings summary" not in output
+    probe = (
+        "import sys, resultstore.cli, resultstore_contract.check; "
+        "print(sorted(m for m in sys.modules "
+        "if m.startswith(('hypothesis', 'resultstore_contract.'))))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    assert loaded.strip() == "['resultstore_contract.check']", "the suite is left to pytest"

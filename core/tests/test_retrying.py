@@ -54,6 +54,19 @@ def test_transient_errors_are_tried_again_until_the_call_works() -> None:
     assert all(left is not None and 0 < left <= 5.0 for left in call.left[1:])
 
 
+def test_retries_leave_the_global_random_state_alone() -> None:
+    # Another thread's retry must not move it under an application's seeded
+    # random, nor under a hypothesis draw (HypothesisDeprecationWarning).
+    import random
+
+    random.seed(18)
+    before = random.getstate()
+    retry = _retry()
+    assert retry(Flaky(3)) == "ok"
+    assert retry.retries == 3
+    assert random.getstate() == before
+
+
 def test_total_bounds_the_call_and_the_error_names_the_server_not_the_secret() -> None:
     retry = _retry(total=0.3)
     started = time.monotonic()

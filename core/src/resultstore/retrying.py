@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import os
 import random
 import time
 import urllib.parse
@@ -46,6 +47,12 @@ from resultstore.errors import BackendUnavailableError, ResultTimeoutError
 from resultstore.urls import redact
 
 __all__ = ["Closed", "Retry", "RetryOn", "deadline", "scrub", "time_left"]
+
+#: jitter for retries: a generator of our own, so that the application's (and
+#: hypothesis's) global ``random`` state is never read or moved by a retry;
+#: reseeded in a forked child, as the global one is, so forks do not jitter alike.
+_JITTER = random.Random()
+os.register_at_fork(after_in_child=_JITTER.seed)
 
 T = TypeVar("T")
 #: what :class:`Retry` tries again after: exception classes, or a predicate.
@@ -177,7 +184,7 @@ class Retry:
             self._give_up(exc, started, caller)
         self.retries += 1
         # The last pause ends just before the bound, for one more quick try.
-        return min(random.uniform(0, min(self.cap, self.base * 2**attempt)), left - _MIN_TRY)
+        return min(_JITTER.uniform(0, min(self.cap, self.base * 2**attempt)), left - _MIN_TRY)
 
     def _give_up(self, exc: BaseException, started: float, caller: float | None) -> NoReturn:
         now = time.monotonic()

@@ -21,6 +21,7 @@ chord's size and parts set are refreshed by each part, while a part's payload li
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -53,6 +54,12 @@ __all__ = [
     "KeyValueBackend",
     "SupportsPurgeExpired",
 ]
+
+#: jitter for retries: a generator of our own, so that the application's (and
+#: hypothesis's) global ``random`` state is never read or moved by a retry;
+#: reseeded in a forked child, as the global one is, so forks do not jitter alike.
+_JITTER = random.Random()
+os.register_at_fork(after_in_child=_JITTER.seed)
 
 #: where the backend's keys live unless told otherwise.
 DEFAULT_PREFIX = "resultstore:"
@@ -159,7 +166,7 @@ def _backoff(attempt: int) -> None:
     # The first retry goes at once (the usual race is one other writer); after
     # that, random sleeps spread writers that keep colliding on one key.
     if attempt > 1:
-        time.sleep(random.uniform(0, min(0.01, 0.0001 * 2**attempt)))
+        time.sleep(_JITTER.uniform(0, min(0.01, 0.0001 * 2**attempt)))
 
 
 def _parse_prefix(value: Any) -> str:

@@ -30,6 +30,12 @@ from resultstore.urls import BackendURL, parse_url
 
 __all__ = ["SCHEMA_VERSION", "SQLiteBackend", "database_path", "missing_database"]
 
+#: jitter for retries: a generator of our own, so that the application's (and
+#: hypothesis's) global ``random`` state is never read or moved by a retry;
+#: reseeded in a forked child, as the global one is, so forks do not jitter alike.
+_JITTER = random.Random()
+os.register_at_fork(after_in_child=_JITTER.seed)
+
 Clock = Callable[[], float]
 
 #: the layout this module writes, kept in the file's ``PRAGMA user_version``.
@@ -596,7 +602,7 @@ def _prepare_patiently(conn: sqlite3.Connection, path: Path, timeout: float) -> 
             if not _is_busy(exc) or remaining <= 0:
                 raise
             # Jitter so that the openers do not retry in lockstep.
-            time.sleep(min(remaining, delay * random.uniform(0.5, 1.5)))
+            time.sleep(min(remaining, delay * _JITTER.uniform(0.5, 1.5)))
             delay = min(delay * 2, 0.1)
         else:
             return
