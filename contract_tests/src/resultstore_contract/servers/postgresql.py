@@ -163,6 +163,8 @@ class PostgresNode:
             pwfile.unlink(missing_ok=True)
 
     def start(self) -> None:
+        """Start the server (again). The parent-death signal is tied to the calling
+        *thread*: call it from one that lives as long as the server should."""
         argv = [*self.prefix, str(self.bin / "postgres"), "-D", str(self.data)]
         argv += ["-p", str(self.port)]
         for key, value in _SETTINGS.items():
