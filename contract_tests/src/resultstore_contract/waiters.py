@@ -3,13 +3,19 @@
 A waiter wakes for a result stored before or after it started; on a backend
 that declares PUSH, the hub reads the store only when the listener heard
 something (counted through the hub's ``round_trips``), and the listener
-announces exactly the subscribed ids.
+announces exactly the subscribed ids. A waiter's wake latency under a
+steady stream of other results stays within a bound ratio of its latency
+with nothing else going on: a listener hands each announcement over as soon
+as it is read, never after draining its connection.
 """
 
 from __future__ import annotations
 
 import functools
+import statistics
+import sys
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
@@ -32,6 +38,12 @@ __all__ = ["WaitingContract"]
 
 #: generous bound on any wait that should end promptly (a broken backend must not hang).
 WAIT = 30.0
+#: wake latency samples per phase (unloaded, then under a stream), and the ids streamed.
+LATENCY_SAMPLES = 31
+STREAM_IDS = 200
+#: loaded median wake latency <= this times the unloaded median, plus two thread
+#: switch intervals of the interpreter (the scheduling grain of a busy process).
+LATENCY_RATIO = 4.0
 
 
 def _wait_in_thread(call: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
@@ -198,3 +210,73 @@ class WaitingContract(ContractBase):
         finally:
             listener.close()
         assert store.result(task_id).get(timeout=WAIT) == "from a child"
+
+    @requires(Capability.PUSH)
+    def test_wait_wake_latency_under_a_stream_of_other_results(
+        self, store: ResultStore, connect_store: StoreFactory, new_id: IdFactory
+    ) -> None:
+        targets = [new_id(f"target-{n}") for n in range(2 * LATENCY_SAMPLES)]
+        others = [new_id(f"other-{n}") for n in range(STREAM_IDS)]
+        woken: dict[str, float] = {}
+        events = {t: threading.Event() for t in targets}
+
+        def arrived(task_id: str, value: object) -> None:
+            if task_id in events:
+                woken[task_id] = time.perf_counter()
+                events[task_id].set()
+
+        watch = store.hub.watch([*targets, *others], arrived)
+        stop = threading.Event()
+        streamed: list[int] = [0]
+
+        def stream() -> None:
+            # Progress of tasks others wait on: announced, read, never ready.
+            streamer = connect_store()
+            while not stop.is_set():
+                task_id = others[streamed[0] % len(others)]
+                streamer.store(TaskResult(task_id, "PROGRESS", {"step": streamed[0]}))
+                streamed[0] += 1
+                time.sleep(0.0002)  # steady, and lets the waiting threads run
+
+        writer = connect_store()
+
+        def streamed_past(mark: int) -> bool:
+            return streamed[0] >= mark
+
+        def latencies(ids: Sequence[str], *, loaded: bool) -> list[float]:
+            taken = []
+            for task_id in ids:
+                if loaded:  # a few other results between any two of mine
+                    wait_until(functools.partial(streamed_past, streamed[0] + 3), "the stream")
+                start = time.perf_counter()
+                writer.store(TaskResult(task_id, State.SUCCESS, "mine"))
+                assert events[task_id].wait(WAIT), f"the waiter on {task_id!r} never woke"
+                taken.append(woken[task_id] - start)
+            return taken
+
+        try:
+            _registered(store, *targets, *others)
+            quiet = latencies(targets[:LATENCY_SAMPLES], loaded=False)
+            streamer = threading.Thread(target=stream, daemon=True)
+            streamer.start()
+            wait_until(lambda: streamed[0] >= 50, "the stream of other results to start")
+            before = streamed[0]
+            loaded = latencies(targets[LATENCY_SAMPLES:], loaded=True)
+            during = streamed[0] - before
+            still_streaming = streamer.is_alive()
+        finally:
+            stop.set()
+            watch.cancel()
+        streamer.join(WAIT)
+        quiet_p50, loaded_p50 = statistics.median(quiet), statistics.median(loaded)
+        bound = LATENCY_RATIO * quiet_p50 + 2 * sys.getswitchinterval()
+        assert loaded_p50 <= bound, (
+            f"under a stream of other results a waiter woke after {loaded_p50 * 1e3:.2f} ms "
+            f"(median), against {quiet_p50 * 1e3:.2f} ms with nothing else stored: the "
+            f"listener holds announcements back (drains its connection before handing "
+            f"them over?); the bound is {bound * 1e3:.2f} ms"
+        )
+        assert still_streaming, "the stream of other results ended before the measuring did"
+        assert during >= LATENCY_SAMPLES, (
+            f"only {during} other results were stored while measuring: no steady stream"
+        )

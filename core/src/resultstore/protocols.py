@@ -206,7 +206,14 @@ class PushListener(Protocol):
     def unsubscribe(self, task_ids: Iterable[str]) -> None: ...
 
     def wait(self, timeout: float) -> list[str]:
-        """Block up to ``timeout`` seconds; return the subscribed ids announced since."""
+        """Block up to ``timeout`` seconds; return the subscribed ids announced since.
+
+        Return as soon as an announcement is read: never keep reading until
+        the connection goes quiet, which under a steady stream of other
+        results holds a waiter back for as long as the stream lasts. A tiny
+        batch of what is already buffered is fine when it is bounded (a few
+        dozen ids, well under a millisecond after the first one).
+        """
         ...
 
     def close(self) -> None: ...

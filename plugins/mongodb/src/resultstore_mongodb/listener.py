@@ -31,10 +31,14 @@ import pymongo.errors
 from resultstore.errors import BackendUnavailableError, PayloadError
 from resultstore.models import TaskResult
 
-__all__ = ["AWAIT_MS", "ChangeStreamListener"]
+__all__ = ["AWAIT_MS", "BATCH_IDS", "BATCH_SECONDS", "ChangeStreamListener"]
 
 #: how long one getMore waits on the server for new events (milliseconds).
 AWAIT_MS = 50
+#: at most this many announced ids are handed over by one wait
+BATCH_IDS = 32
+#: and only those already buffered within this many seconds of the first one
+BATCH_SECONDS = 0.0005
 #: extra seconds a wait may take for a slow answer (beyond its own timeout).
 _GRACE = 5.0
 _PIPELINE = [{"$match": {"operationType": {"$in": ["insert", "replace", "update"]}}}]
@@ -108,11 +112,17 @@ class ChangeStreamListener:
         return bool(current) and current != self._server
 
     def wait(self, timeout: float) -> list[str]:
-        """Ids announced within ``timeout`` seconds (all pending ones once one came)."""
+        """Ids announced within ``timeout`` seconds, handed over as soon as read.
+
+        Once one change came, only changes already buffered join it, up to
+        :data:`BATCH_IDS` ids or :data:`BATCH_SECONDS` after the first: a
+        waiter is never held back behind a long batch of other results.
+        """
         if self._stream is None:
             raise BackendUnavailableError("the change stream listener is closed")
         announced: list[str] = []
         deadline = time.monotonic() + timeout
+        first = 0.0
         while True:
             if self._server_changed():
                 # The stream may have resumed past events the server lost:
@@ -133,7 +143,15 @@ class ChangeStreamListener:
                     return announced
                 continue
             self._take(change, announced)
-            if announced and not _buffered(self._stream):
+            if not announced:
+                continue
+            if not first:
+                first = time.monotonic()
+            if (
+                not _buffered(self._stream)
+                or len(announced) >= BATCH_IDS
+                or time.monotonic() - first >= BATCH_SECONDS
+            ):
                 return announced
 
     def _take(self, change: Mapping[str, Any], announced: list[str]) -> None:

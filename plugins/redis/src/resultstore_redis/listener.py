@@ -17,7 +17,12 @@ from typing import Any
 from resultstore.errors import PayloadError
 from resultstore.models import TaskResult
 
-__all__ = ["RedisListener"]
+__all__ = ["BATCH_IDS", "BATCH_SECONDS", "RedisListener"]
+
+#: at most this many announced ids are handed over by one :meth:`RedisListener.wait`
+BATCH_IDS = 32
+#: and only those already read within this many seconds of the first one
+BATCH_SECONDS = 0.0005
 
 
 class RedisListener:
@@ -71,31 +76,47 @@ class RedisListener:
                 self._pubsub.unsubscribe(*(self._channel(t) for t in gone))
 
     def wait(self, timeout: float) -> list[str]:
-        """Ids announced within ``timeout`` seconds (all pending ones once one came)."""
+        """Ids announced within ``timeout`` seconds, handed over as soon as read.
+
+        Once one announcement came, only what is already waiting on the
+        connection joins it, and only up to :data:`BATCH_IDS` ids or
+        :data:`BATCH_SECONDS` after the first: under a steady stream of other
+        results a waiter is never held back until the socket goes quiet.
+        """
         announced: list[str] = []
         deadline = time.monotonic() + timeout
+        first = 0.0
         while True:
-            remaining = deadline - time.monotonic()
-            message = self._pubsub.get_message(
-                timeout=max(0.0, remaining) if not announced else 0.0
-            )
+            if announced:
+                if len(announced) >= BATCH_IDS or time.monotonic() - first >= BATCH_SECONDS:
+                    return announced
+                message = self._pubsub.get_message(timeout=0.0)
+            else:
+                remaining = deadline - time.monotonic()
+                message = self._pubsub.get_message(timeout=max(0.0, remaining))
+                if message is None and remaining <= 0:
+                    return announced
             if message is None:
-                if announced or remaining <= 0:
+                if announced:
                     return announced
                 continue
             kind = message.get("type")
             if kind == "pong":
                 return announced  # woken on purpose: a new waiter arrived
-            if kind != "message":
-                continue
-            channel = message["channel"]
-            if isinstance(channel, bytes):
-                channel = channel.decode("utf-8", "replace")
-            task_id = channel[self._prefix_len :]
-            if task_id in self._subscribed:
+            task_id = self._subscribed_id(message) if kind == "message" else None
+            if task_id is not None:
+                if not announced:
+                    first = time.monotonic()
                 announced.append(task_id)
                 if self._trust_carried:
                     self._carry(task_id, message["data"])
+
+    def _subscribed_id(self, message: dict[str, Any]) -> str | None:
+        channel = message["channel"]
+        if isinstance(channel, bytes):
+            channel = channel.decode("utf-8", "replace")
+        task_id: str = channel[self._prefix_len :]
+        return task_id if task_id in self._subscribed else None
 
     def _carry(self, task_id: str, data: bytes) -> None:
         # Undecodable, or about another task: the hub reads the store instead.
