@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from resultstore_contract.expiry import ExpiryContract
     from resultstore_contract.ids import IdsContract
     from resultstore_contract.lifecycle import LifecycleContract
+    from resultstore_contract.loading import LoadingContract
     from resultstore_contract.machine import MachineContract, StoreMachine
     from resultstore_contract.payloads import PayloadContract
     from resultstore_contract.races import RaceContract
@@ -64,6 +65,7 @@ _WHERE: dict[str, str] = {
     "IdFactory": "resultstore_contract.support",
     "IdsContract": "resultstore_contract.ids",
     "LifecycleContract": "resultstore_contract.lifecycle",
+    "LoadingContract": "resultstore_contract.loading",
     "MachineContract": "resultstore_contract.machine",
     "ManualClock": "resultstore_contract.support",
     "PayloadContract": "resultstore_contract.payloads",
@@ -104,6 +106,7 @@ __all__ = [
     "IdFactory",
     "IdsContract",
     "LifecycleContract",
+    "LoadingContract",
     "MachineContract",
     "ManualClock",
     "PayloadContract",

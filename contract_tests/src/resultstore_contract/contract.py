@@ -10,6 +10,7 @@ from resultstore_contract.chord_body import ChordBodyContract
 from resultstore_contract.expiry import ExpiryContract
 from resultstore_contract.ids import IdsContract
 from resultstore_contract.lifecycle import LifecycleContract
+from resultstore_contract.loading import LoadingContract
 from resultstore_contract.machine import MachineContract
 from resultstore_contract.payloads import PayloadContract
 from resultstore_contract.races import RaceContract
@@ -36,12 +37,14 @@ GROUPS: dict[str, str] = {
     "async": "the asyncio API next to the sync one, with the store's options",
     "wait": "waiters, the shared hub and push listeners",
     "lifecycle": "every call after close(), and against a stopped server",
+    "loading": "loading the entry point imports no client library",
 }
 
 
 # pytest collects inherited tests from the last base to the first: this order
 # runs the plain one-rule checks first, so a broken rule fails by its name.
 class BackendContract(
+    LoadingContract,
     LifecycleContract,
     WaitingContract,
     AsyncContract,
