@@ -104,7 +104,11 @@ class PostgreSQLBackend:
     # -- connections ---------------------------------------------------------
 
     def _translate(self, exc: BaseException) -> BaseException | None:
-        if isinstance(exc, psycopg.OperationalError):
+        if isinstance(exc, PoolTimeout):
+            # The pool connects in the background and only logs why it failed;
+            # one direct try tells a refused login (final) from a down server.
+            exc = self._why_no_connection() or exc
+        if isinstance(exc, psycopg.OperationalError) and not isinstance(exc, PoolTimeout):
             text = scrub(str(exc), self.settings.password).lower()
             if "password authentication failed" in text or "no password supplied" in text:
                 return ConfigurationError(
@@ -117,6 +121,15 @@ class PostgreSQLBackend:
                     f"{scrub(str(exc), self.settings.password).strip()}; "
                     f"create it or fix the URL"
                 )
+        return None
+
+    def _why_no_connection(self) -> psycopg.OperationalError | None:
+        left = time_left()
+        timeout = max(1, int(min(2.0, left if left is not None else 2.0)))
+        try:
+            psycopg.connect(self.settings.conninfo, connect_timeout=timeout).close()
+        except psycopg.OperationalError as exc:
+            return exc
         return None
 
     def pool(self) -> ConnectionPool[Conn]:
