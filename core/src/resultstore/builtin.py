@@ -7,20 +7,16 @@ It is registered like any third-party plugin would be (the ``memory`` and
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from resultstore.backendspec import BackendSpec
 from resultstore.codecs import DecodeRequest, EncodeRequest, decode_payload, encode_payload
 from resultstore.hookspecs import hookimpl
 from resultstore.protocols import Capability as C
 
-if TYPE_CHECKING:
-    from resultstore.discovery import BackendSpec
-
 
 @hookimpl
 def resultstore_register_backends() -> Iterable[BackendSpec]:
-    from resultstore.discovery import BackendSpec
-
     return [
         BackendSpec(
             scheme="memory",

@@ -19,7 +19,7 @@ import pickle
 import re
 import zlib
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import attrs
 import cattrs
@@ -42,13 +42,11 @@ from resultstore.errors import (
 )
 from resultstore.options import Options, parse_size
 
-if TYPE_CHECKING:
-    from resultstore.hooks import Hooks
-
 __all__ = [
     "CODECS",
     "COMPRESSIONS",
     "Codec",
+    "CodecHooks",
     "CodecOptions",
     "DecodeRequest",
     "EncodeRequest",
@@ -497,10 +495,24 @@ class DecodeRequest:
     options: CodecOptions
 
 
+class CodecHooks(Protocol):
+    """What a :class:`Serializer` calls of the plugin facade
+    (:class:`resultstore.hooks.Hooks` is one); declared here so that payloads
+    sit a floor below the plugin machinery and never import it."""
+
+    def encode(self, request: EncodeRequest) -> bytes: ...
+
+    def decode(self, request: DecodeRequest) -> Any: ...
+
+    def codec_is_default(self) -> bool: ...
+
+
 class Serializer:
     """Encodes models to payloads and back, through the encode/decode hooks."""
 
-    def __init__(self, options: CodecOptions | None = None, hooks: Hooks | None = None) -> None:
+    def __init__(
+        self, options: CodecOptions | None = None, hooks: CodecHooks | None = None
+    ) -> None:
         self.options = options or CodecOptions()
         self._hooks = hooks
         # Skip the hook machinery on the hot path when only the core encodes.

@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import attrs
 import click
@@ -34,6 +34,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from resultstore.clistate import CliState, fail
 from resultstore.errors import ResultTimeoutError
 from resultstore.models import TaskResult, utcnow
 from resultstore.protocols import Capability
@@ -42,9 +43,6 @@ from resultstore.states import READY_STATES, State
 from resultstore.store import ResultStore, connect
 from resultstore.terminal import safe_markup, safe_text
 from resultstore.urls import redact
-
-if TYPE_CHECKING:
-    from resultstore.cli import CliState
 
 __all__ = [
     "DEFAULT_TASKS",
@@ -296,8 +294,6 @@ def _console() -> Console:
 
 
 def _cli_state(ctx: click.Context, url: str | None) -> CliState:
-    from resultstore.cli import CliState
-
     state = ctx.find_object(CliState) or CliState()
     return attrs.evolve(state, url=url) if url is not None else state
 
@@ -566,8 +562,6 @@ def watch_command(
     Exits 0 once the group is complete, 1 if no group GROUP_ID is saved,
     3 when --timeout runs out first.
     """
-    from resultstore.cli import fail
-
     state = _cli_state(ctx, url)
     out = _console()
     with state.connect_existing() as store:

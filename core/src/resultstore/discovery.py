@@ -10,72 +10,16 @@ backend is built, so listing backends imports no client library.
 
 from __future__ import annotations
 
-import importlib
 import importlib.metadata
-from collections.abc import Callable
 
-import attrs
-
-from resultstore.config import BackendConfig
-from resultstore.errors import ConfigurationError, UnknownSchemeError
+from resultstore.backendspec import BackendFactory, BackendSpec
+from resultstore.errors import UnknownSchemeError
 from resultstore.hooks import Hooks, disabled_plugins
-from resultstore.protocols import Capability, ResultBackend
 
 __all__ = ["BACKENDS_GROUP", "BackendFactory", "BackendSpec", "find_backend", "installed_backends"]
 
 #: entry-point group whose names are URL schemes and values plugin modules.
 BACKENDS_GROUP = "resultstore.backends"
-
-BackendFactory = Callable[[BackendConfig], ResultBackend]
-
-
-@attrs.frozen
-class BackendSpec:
-    """One URL scheme a plugin serves and how to build its backend."""
-
-    scheme: str
-    #: ``"module:attribute"`` of a callable taking a BackendConfig.
-    target: str
-    #: capabilities the backend may declare (the built instance says what it has).
-    capabilities: frozenset[Capability] = frozenset()
-    summary: str = ""
-    #: the distribution to ``pip install`` for it.
-    distribution: str = "resultstore"
-    #: the option through which the backend takes a clock (a callable returning
-    #: seconds, like ``time.time``) that decides when results expire; None when
-    #: it takes none. ``resultstore check`` passes a manual clock through it, so
-    #: every expiry rule is checked without waiting for real time to pass.
-    clock_option: str | None = None
-    #: ``"module:function"`` of a function taking the URL (a str) and returning
-    #: None when the store it names exists, else a sentence saying what is
-    #: missing (``"the file /x/r.db does not exist"``). The reading commands of
-    #: ``resultstore`` (get, watch, forget, cleanup) call it before connecting,
-    #: so that a mistyped URL is an error rather than a new, empty store. None
-    #: for backends whose connect() creates nothing (a server's store).
-    missing_store: str | None = None
-
-    def missing(self, url: str) -> str | None:
-        """What :attr:`missing_store` says of ``url`` (None: there, or not checkable)."""
-        if self.missing_store is None:
-            return None
-        module_name, _, attribute = self.missing_store.partition(":")
-        probe: Callable[[str], str | None] = getattr(
-            importlib.import_module(module_name), attribute
-        )
-        return probe(url)
-
-    def load(self) -> BackendFactory:
-        """Import the factory (and so the client library)."""
-        module_name, _, attribute = self.target.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise ConfigurationError(
-                f"the {self.scheme}:// backend cannot be loaded ({exc}); reinstall it: "
-                f"pip install --force-reinstall {self.distribution}"
-            ) from exc
-        factory: BackendFactory = getattr(module, attribute)
-        return factory
 
 
 def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:

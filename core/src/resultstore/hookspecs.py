@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from resultstore.backendspec import BackendSpec
     from resultstore.codecs import DecodeRequest, EncodeRequest
-    from resultstore.discovery import BackendSpec
     from resultstore.models import ChordOutcome, StoreOutcome, TaskResult
 
 __all__ = ["PROJECT_NAME", "hookimpl", "hookspec"]

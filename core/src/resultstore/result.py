@@ -23,7 +23,7 @@ from collections.abc import (
     Iterator,
     Sequence,
 )
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from resultstore.errors import (
     ChordError,
@@ -31,27 +31,74 @@ from resultstore.errors import (
     ResultStoreError,
     ResultTimeoutError,
 )
-from resultstore.models import ChordOutcome, ChordState, ExceptionInfo, Group, TaskResult
+from resultstore.models import (
+    ChordOutcome,
+    ChordState,
+    ExceptionInfo,
+    Group,
+    StoreOutcome,
+    TaskResult,
+)
 from resultstore.protocols import Capability
 from resultstore.remote import rebuild_exception
 from resultstore.retrying import deadline as bounded_by
 from resultstore.states import PROPAGATE_STATES, State
 from resultstore.validation import check_group_id, check_task_id
-from resultstore.waiting import Delivery, Inbox, WaitHub, describe_ids, failing_note
+from resultstore.waiting import Delivery, Inbox, WaitedStore, WaitHub, describe_ids, failing_note
 
 if TYPE_CHECKING:
     import datetime as dt
 
-    from resultstore.aio import AsyncResultStore
-    from resultstore.store import ResultStore
-
 __all__ = [
+    "AsyncHandleStore",
     "AsyncResult",
     "ChordResult",
     "GroupResult",
+    "HandleStore",
     "chord_part_done",
     "start_chord",
 ]
+
+
+class HandleStore(WaitedStore, Protocol):
+    """What a handle calls of its store: :class:`resultstore.ResultStore` is
+    one. Declared here, a floor below the store that makes handles, so that
+    handles never import it (the store imports this module, not the reverse)."""
+
+    @property
+    def allowed_exceptions(self) -> tuple[type[BaseException], ...]: ...
+
+    @property
+    def hub(self) -> WaitHub: ...
+
+    def supports(self, capability: Capability) -> bool: ...
+
+    def forget(self, task_id: str) -> None: ...
+
+    def save_group(self, group_id: str, task_ids: Sequence[str]) -> Group: ...
+
+    def get_group(self, group_id: str) -> Group | None: ...
+
+    def delete_group(self, group_id: str) -> None: ...
+
+    def set_chord_size(self, group_id: str, size: int) -> None: ...
+
+    def chord_part_return(self, group_id: str, index: int, result: TaskResult) -> ChordOutcome: ...
+
+    def get_chord(self, group_id: str) -> ChordState | None: ...
+
+    def mark_as_done(self, task_id: str, value: Any) -> StoreOutcome: ...
+
+    def mark_as_failure(self, task_id: str, exc: BaseException) -> StoreOutcome: ...
+
+
+class AsyncHandleStore(Protocol):
+    """What a handle awaits of an asyncio store (:class:`resultstore.AsyncResultStore`)."""
+
+    async def get(self, task_id: str) -> TaskResult | None: ...
+
+    async def get_many(self, task_ids: Sequence[str]) -> dict[str, TaskResult | None]: ...
+
 
 Allowed = Iterable[type[BaseException]]
 #: resultstore's own exceptions that tasks' results may carry; always rebuilt as themselves.
@@ -188,10 +235,10 @@ class AsyncResult:
     def __init__(
         self,
         task_id: str,
-        store: ResultStore,
+        store: HandleStore,
         *,
         allowed: Allowed = (),
-        astore: AsyncResultStore | None = None,
+        astore: AsyncHandleStore | None = None,
     ) -> None:
         self.task_id = check_task_id(task_id)
         self.store = store
@@ -433,7 +480,7 @@ class AsyncResult:
         return self.aget().__await__()
 
 
-def _unread_note(store: ResultStore) -> str:
+def _unread_note(store: HandleStore) -> str:
     """Why the store may not have been read, for a timeout's message."""
     exc = sys.exc_info()[1]
     if isinstance(exc, ResultTimeoutError):
@@ -463,10 +510,10 @@ class GroupResult:
         self,
         group_id: str,
         task_ids: Sequence[str],
-        store: ResultStore,
+        store: HandleStore,
         *,
         allowed: Allowed = (),
-        astore: AsyncResultStore | None = None,
+        astore: AsyncHandleStore | None = None,
     ) -> None:
         self.group_id = check_group_id(group_id)
         self.store = store
@@ -503,7 +550,7 @@ class GroupResult:
 
     @classmethod
     def restore(
-        cls, group_id: str, store: ResultStore, *, allowed: Allowed = ()
+        cls, group_id: str, store: HandleStore, *, allowed: Allowed = ()
     ) -> GroupResult | None:
         """The saved group ``group_id``, or None when it was never saved or has expired."""
         group = store.get_group(group_id)
@@ -760,10 +807,10 @@ class ChordResult:
         group_id: str,
         header_ids: Sequence[str],
         callback_id: str,
-        store: ResultStore,
+        store: HandleStore,
         *,
         allowed: Allowed = (),
-        astore: AsyncResultStore | None = None,
+        astore: AsyncHandleStore | None = None,
     ) -> None:
         self.group_id = group_id
         self.store = store
@@ -812,7 +859,7 @@ class ChordResult:
 
 
 def start_chord(
-    store: ResultStore, group_id: str, header_ids: Sequence[str], callback_id: str
+    store: HandleStore, group_id: str, header_ids: Sequence[str], callback_id: str
 ) -> ChordResult:
     """Prepare a chord before its header runs: save the header group, set the chord size.
 
@@ -831,7 +878,7 @@ def start_chord(
 
 
 def chord_part_done(
-    store: ResultStore,
+    store: HandleStore,
     group_id: str,
     index: int,
     result: TaskResult,

@@ -14,7 +14,7 @@ import traceback as tb
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from resultstore.codecs import CodecOptions, Serializer
 from resultstore.config import DEFAULT_EXPIRES, BackendConfig
@@ -35,6 +35,7 @@ from resultstore.protocols import (
     SupportsReplyTo,
 )
 from resultstore.remote import TaskRevokedError, describe_exception
+from resultstore.result import AsyncResult, ChordResult, GroupResult
 from resultstore.retrying import Closed
 from resultstore.states import State
 from resultstore.urls import BackendURL, parse_url
@@ -46,10 +47,7 @@ from resultstore.validation import (
     check_task_id,
     check_task_ids,
 )
-
-if TYPE_CHECKING:
-    from resultstore.result import AsyncResult, ChordResult, GroupResult
-    from resultstore.waiting import WaitHub
+from resultstore.waiting import WaitHub
 
 __all__ = ["URL_ENV", "ResultStore", "connect", "default_url"]
 
@@ -310,8 +308,6 @@ class ResultStore:
     @property
     def hub(self) -> WaitHub:
         """The one waiter this store shares in this process (made on first use)."""
-        from resultstore.waiting import WaitHub
-
         with self._hub_lock:
             if self._closed:
                 raise BackendUnavailableError(
@@ -324,28 +320,20 @@ class ResultStore:
 
     def result(self, task_id: str) -> AsyncResult:
         """A handle to read and wait on the result of ``task_id``."""
-        from resultstore.result import AsyncResult
-
         return AsyncResult(task_id, self)
 
     def group_result(self, group_id: str, task_ids: Sequence[str]) -> GroupResult:
         """A handle on the results of ``task_ids`` (not saved: call ``save()`` for that)."""
-        from resultstore.result import GroupResult
-
         return GroupResult(group_id, task_ids, self)
 
     def restore_group(self, group_id: str) -> GroupResult | None:
         """A handle on the saved group ``group_id``, or None if it was never saved or expired."""
-        from resultstore.result import GroupResult
-
         return GroupResult.restore(group_id, self)
 
     def chord_result(
         self, group_id: str, header_ids: Sequence[str], callback_id: str
     ) -> ChordResult:
         """A handle on a chord: its header group and its callback's result."""
-        from resultstore.result import ChordResult
-
         return ChordResult(group_id, header_ids, callback_id, self)
 
     # -- housekeeping ------------------------------------------------------------

@@ -17,20 +17,19 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Literal, cast
+from typing import Literal, Protocol, cast
 
 from resultstore.errors import BackendUnavailableError, PayloadError
 from resultstore.models import TaskResult
 from resultstore.protocols import (
     Capability,
     PushListener,
+    ResultBackend,
     SupportsCarriedResults,
     SupportsPush,
     SupportsWake,
 )
-
-if TYPE_CHECKING:
-    from resultstore.store import ResultStore
+from resultstore.urls import BackendURL
 
 __all__ = [
     "DEFAULT_MAX_INTERVAL",
@@ -38,6 +37,7 @@ __all__ = [
     "Delivery",
     "Inbox",
     "WaitHub",
+    "WaitedStore",
     "Watch",
     "describe_ids",
     "failing_note",
@@ -112,6 +112,25 @@ class Watch:
         self._hub._cancel(self)
 
 
+class WaitedStore(Protocol):
+    """What a :class:`WaitHub` reads of its store (a
+    :class:`~resultstore.store.ResultStore` is one); declared here so that the
+    waiting machinery sits below the store that owns a hub, not beside it."""
+
+    @property
+    def url(self) -> BackendURL: ...
+
+    @property
+    def backend(self) -> ResultBackend: ...
+
+    @property
+    def capabilities(self) -> frozenset[Capability]: ...
+
+    def get(self, task_id: str) -> TaskResult | None: ...
+
+    def get_many(self, task_ids: Sequence[str]) -> dict[str, TaskResult | None]: ...
+
+
 class WaitHub:
     """The shared waiter of one :class:`~resultstore.store.ResultStore` in one process.
 
@@ -124,7 +143,7 @@ class WaitHub:
 
     def __init__(
         self,
-        store: ResultStore,
+        store: WaitedStore,
         *,
         min_interval: float = DEFAULT_MIN_INTERVAL,
         max_interval: float = DEFAULT_MAX_INTERVAL,

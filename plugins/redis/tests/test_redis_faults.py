@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import resultstore
 from resultstore_contract.servers import Server, redis_command, start_redis
+from resultstore_contract.support import wait_until
 
 from . import _chord_worker
 
@@ -87,10 +88,7 @@ def test_killed_server_restarted_on_the_same_port(tmp_path: Path) -> None:
         waiters = threading.Thread(target=lambda: asyncio.run(wait_all()))
         waiters.start()
         # Let every waiter subscribe before anything is stored.
-        deadline = time.monotonic() + 30
-        while store.hub.watched < len(ids) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert store.hub.watched == len(ids)
+        wait_until(lambda: store.hub.watched == len(ids), "every waiter to subscribe")
 
         restarted: list[subprocess.Popen[bytes]] = []
 

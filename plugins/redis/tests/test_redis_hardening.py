@@ -16,6 +16,7 @@ import pytest
 import resultstore
 from resultstore import BackendUnavailableError, ResultTimeoutError
 from resultstore_contract.servers import Server, redis_command, start_redis
+from resultstore_contract.support import wait_until
 from resultstore_redis.backend import RedisBackend
 
 #: what a call bounded by a 0.5 s timeout may take on a loaded 2-core machine
@@ -135,9 +136,7 @@ def test_a_forged_announcement_is_neither_returned_nor_cached(redis_server: Serv
 
         waiter = threading.Thread(target=wait)
         waiter.start()
-        deadline = time.monotonic() + 5
-        while "victim" not in store.hub.watched_ids() and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: "victim" in store.hub.watched_ids(), "the waiter to subscribe")
         assert store.hub.flush(5)
         # A well-formed value, as the store script would publish it.
         forged = b"SUCCESS\0" + store.serializer.dumps(
@@ -161,9 +160,7 @@ def test_a_real_store_still_wakes_the_waiter(redis_server: Server) -> None:
         got: list[object] = []
         waiter = threading.Thread(target=lambda: got.append(handle.get(timeout=10)))
         waiter.start()
-        deadline = time.monotonic() + 5
-        while "real" not in store.hub.watched_ids() and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: "real" in store.hub.watched_ids(), "the waiter to subscribe")
         assert store.hub.flush(5)
         store.mark_as_done("real", {"ok": 1})
         waiter.join(10)
