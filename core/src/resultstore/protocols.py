@@ -99,6 +99,13 @@ class ResultBackend(Protocol):
 
 @runtime_checkable
 class SupportsBulkGet(Protocol):
+    """Declared by ``Capability.BULK_GET``: many results in few round trips.
+
+    Ids may repeat (each is a key once) and may be missing (None); the
+    result must equal a ``get`` of each id. The core splits huge requests
+    into batches, so a backend need not.
+    """
+
     def get_many(self, task_ids: Sequence[str]) -> dict[str, TaskResult | None]:
         """Every requested id as a key, None for the missing ones, in few round trips."""
         ...
@@ -106,6 +113,13 @@ class SupportsBulkGet(Protocol):
 
 @runtime_checkable
 class SupportsBatchStore(Protocol):
+    """Declared by ``Capability.BATCH_STORE``: many stores in few round trips.
+
+    Each result is stored under the same rules as :meth:`ResultBackend.store`
+    (ready-is-final per task, atomically), in order, so the same id twice
+    behaves as two ``store`` calls; one outcome per result, in order.
+    """
+
     def store_many(
         self, results: Sequence[TaskResult], *, overwrite: bool = False
     ) -> list[StoreOutcome]:
@@ -115,6 +129,12 @@ class SupportsBatchStore(Protocol):
 
 @runtime_checkable
 class SupportsGroups(Protocol):
+    """Declared by ``Capability.GROUPS``: saved groups of task ids.
+
+    A saved group expires like a result (``expires`` from the save); saving
+    it again replaces it and restarts its expiry.
+    """
+
     def save_group(self, group: Group) -> None:
         """Save (or replace) a group; it expires like results do."""
         ...
@@ -130,8 +150,24 @@ class SupportsGroups(Protocol):
 
 @runtime_checkable
 class SupportsChords(Protocol):
+    """Declared by ``Capability.CHORDS``: header parts counted to exactly one completion.
+
+    Rules beyond :meth:`chord_part_return`'s: a chord expires whole (size,
+    parts and completion, never some parts without the others) ``expires``
+    seconds after its last ``set_chord_size`` or ``chord_part_return``;
+    once expired it reads as unknown, and a chord set up again starts empty.
+    """
+
     def set_chord_size(self, group_id: str, size: int) -> None:
-        """Declare how many header parts the chord ``group_id`` waits for."""
+        """Declare how many header parts the chord ``group_id`` waits for.
+
+        A negative size raises :class:`~resultstore.errors.ChordError`. Size 0
+        is accepted, but every part index is then out of range, so such a
+        chord never completes: a chord with an empty header has nothing to
+        wait for, and its caller runs the body at once. A second call on a
+        live chord sets the new size and keeps the parts already recorded;
+        call it once per chord, before any part can return.
+        """
         ...
 
     def chord_part_return(self, group_id: str, index: int, result: TaskResult) -> ChordOutcome:
@@ -187,6 +223,12 @@ class SupportsChordBody(Protocol):
 
 @runtime_checkable
 class SupportsCleanup(Protocol):
+    """Declared by ``Capability.CLEANUP``: expired data deleted on demand.
+
+    For stores that do not expire data by themselves (no ``AUTO_EXPIRY``);
+    expired data already reads as missing, ``cleanup`` only frees the space.
+    """
+
     def cleanup(self) -> int:
         """Delete expired results, groups and chords now; return how many results went."""
         ...
@@ -201,9 +243,17 @@ class PushListener(Protocol):
     unsubscribes them when nobody does any more.
     """
 
-    def subscribe(self, task_ids: Iterable[str]) -> None: ...
+    def subscribe(self, task_ids: Iterable[str]) -> None:
+        """Listen for these ids; in force on return.
 
-    def unsubscribe(self, task_ids: Iterable[str]) -> None: ...
+        The hub subscribes, then reads the store, so a result stored after
+        this returns must be announced, or a waiter misses it.
+        """
+        ...
+
+    def unsubscribe(self, task_ids: Iterable[str]) -> None:
+        """Stop listening for these ids (announcements for them may still arrive)."""
+        ...
 
     def wait(self, timeout: float) -> list[str]:
         """Block up to ``timeout`` seconds; return the subscribed ids announced since.
@@ -213,10 +263,18 @@ class PushListener(Protocol):
         results holds a waiter back for as long as the stream lasts. A tiny
         batch of what is already buffered is fine when it is bounded (a few
         dozen ids, well under a millisecond after the first one).
+
+        Returns [] when the time runs out. Ids may repeat or be no longer
+        subscribed; the hub ignores those. Raise on a broken connection: the
+        hub closes this listener, backs off, opens a new one, subscribes
+        every watched id again and reads them once. Called from the hub's
+        thread only, as are subscribe and unsubscribe.
         """
         ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release the connection; bounded, and closing twice is no error."""
+        ...
 
 
 @runtime_checkable
@@ -249,6 +307,13 @@ class SupportsCarriedResults(Protocol):
 
 @runtime_checkable
 class SupportsPush(Protocol):
+    """Declared by ``Capability.PUSH``: waiters are woken by the store, not by polling.
+
+    The store announces each stored task id (after the write is visible to
+    readers) to every listener subscribed to it; a refused store (ready is
+    final) must not announce its value.
+    """
+
     def listener(self) -> PushListener:
         """Open a new push listener (the caller shares it and closes it)."""
         ...
