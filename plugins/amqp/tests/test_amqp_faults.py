@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from resultstore.models import TaskResult
 from resultstore.states import State
 from resultstore_amqp.backend import AmqpBackend
 from resultstore_contract.servers import RabbitMQNode, start_rabbitmq_node
+from resultstore_contract.support import wait_until
 
 WAIT = 60.0
 
@@ -29,14 +29,6 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitMQNode]:
 
 def _backend(store: ResultStore) -> AmqpBackend:
     return cast(AmqpBackend, store.backend)
-
-
-def _wait_for(condition: Any, what: str, timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.05)
 
 
 def _waiters(store: ResultStore, ids: list[str], box: dict[str, Any]) -> list[threading.Thread]:
@@ -84,21 +76,27 @@ def test_broker_restart_under_waiters(node: RabbitMQNode) -> None:
         box: dict[str, Any] = {}
         ids = {name: [f"{name}-{token}-{n}" for n in range(10)] for name in ("plain", "durable")}
         threads = _waiters(plain, ids["plain"], box) + _waiters(durable, ids["durable"], box)
-        _wait_for(
-            lambda: plain.hub.watched == 10 and durable.hub.watched == 10, "the waiters to wait"
+        wait_until(
+            lambda: plain.hub.watched == 10 and durable.hub.watched == 10,
+            "the waiters to wait",
+            timeout=WAIT,
         )
 
         node.stop()
         with pytest.raises(BackendUnavailableError, match="did not answer") as caught:
             worker.store(TaskResult("while-down", State.SUCCESS), reply_to=routes["plain"])
         assert "guest:guest" not in str(caught.value)
-        _wait_for(lambda: _backend(plain).reader.error is not None, "the reader to notice")
+        wait_until(
+            lambda: _backend(plain).reader.error is not None, "the reader to notice", timeout=WAIT
+        )
         node.start()
 
         # The waiters' shared consumers reconnect and declare their queues again.
         for store in (plain, durable):
             reader = _backend(store).reader
-            _wait_for(lambda r=reader: r.connects >= 2 and r.error is None, "a reconnect")
+            wait_until(
+                lambda r=reader: r.connects >= 2 and r.error is None, "a reconnect", timeout=WAIT
+            )
         for name in ("plain", "durable"):
             for n, task_id in enumerate(ids[name]):
                 worker.store(TaskResult(task_id, State.SUCCESS, n), reply_to=routes[name])

@@ -25,6 +25,7 @@ from kombu import serialization
 from resultstore import BackendUnavailableError, RemoteError, ResultTooLargeError
 from resultstore_celery import ResultStoreBackend
 from resultstore_contract.servers import Server, free_port
+from resultstore_contract.support import wait_until
 
 
 def _app(backend: str, **conf: Any) -> Any:
@@ -366,8 +367,7 @@ def _store_when_watched(app: Any, task_id: str, value: Any) -> threading.Thread:
     hub = app.backend.store.hub
 
     def later() -> None:
-        while task_id not in hub.watched_ids():
-            threading.Event().wait(0.005)
+        wait_until(lambda: task_id in hub.watched_ids(), f"a waiter on {task_id!r}")
         app.backend.store_result(task_id, value, "SUCCESS")
 
     thread = threading.Thread(target=later)

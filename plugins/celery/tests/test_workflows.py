@@ -10,7 +10,7 @@ import datetime as dt
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,16 +28,9 @@ from celery.exceptions import TimeoutError as CeleryTimeoutError
 from celery.result import GroupResult  # type: ignore[import-untyped]  # untyped
 from conftest import Bridge
 from resultstore import RemoteError
+from resultstore_contract.support import wait_until
 
 TIMEOUT = 60
-
-
-def _until(check: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.02)
 
 
 # -- single tasks ----------------------------------------------------------------
@@ -162,7 +155,7 @@ def test_revoked_task(bridge: Bridge) -> None:
 def test_custom_progress_state(bridge: Bridge, tmp_path: Path) -> None:
     gate = tmp_path / "go"
     result = bridge.task("progress").delay(5, str(gate))
-    _until(lambda: result.state == "PROGRESS", "the PROGRESS state")
+    wait_until(lambda: result.state == "PROGRESS", "the PROGRESS state", timeout=TIMEOUT)
     assert result.info == {"done": 4, "total": 5}
     assert not result.ready()
     gate.touch()
@@ -174,7 +167,7 @@ def test_ignored_result_is_never_stored(bridge: Bridge) -> None:
     log = bridge.log()
     result = bridge.task("ignored").delay(log)
     assert result.get(timeout=TIMEOUT) is None  # Celery does not wait for ignored results
-    _until(lambda: bridge.lines(log) == ["ran"], "the ignored task to run")
+    wait_until(lambda: bridge.lines(log) == ["ran"], "the ignored task to run", timeout=TIMEOUT)
     assert not result.exists()
     assert result.state == "PENDING"
 
@@ -269,7 +262,7 @@ def test_chord_with_a_failing_part(bridge: Bridge) -> None:
     assert failed_part in str(raised.value)
     assert result.state == "FAILURE"
     # The errback ran once, for the body, with Celery's ChordError.
-    _until(lambda: bool(bridge.lines(log)), "the errback")
+    wait_until(lambda: bool(bridge.lines(log)), "the errback", timeout=TIMEOUT)
     (line,) = bridge.lines(log)
     assert line.startswith(f"{result.id} ChordError Dependency {failed_part}")
 
