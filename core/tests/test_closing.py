@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import pytest
 import resultstore
 from resultstore import BackendUnavailableError, State, TaskResult
 from resultstore.models import Group, utcnow
+from resultstore_contract.support import wait_until
 
 
 def _url(scheme: str, tmp_path: Path) -> str:
@@ -120,8 +120,7 @@ def test_a_waiter_cut_off_by_close_gets_backend_unavailable() -> None:
 
     waiter = threading.Thread(target=wait)
     waiter.start()
-    while not store.hub.watched:
-        time.sleep(0.01)
+    wait_until(lambda: store.hub.watched > 0, "the waiter to wait")
     store.close()
     waiter.join(10)
     assert len(errors) == 1

@@ -6,7 +6,6 @@ import concurrent.futures
 import multiprocessing
 import random
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from resultstore.result import (
     start_chord,
 )
 from resultstore.states import State
+from resultstore_contract.support import wait_until
 
 
 class AppError(Exception):
@@ -66,11 +66,7 @@ def when_watched(
     """Run ``action`` in a thread once every id is waited on (so it lands after the wait began)."""
 
     def run() -> None:
-        deadline = time.monotonic() + 10
-        while not set(task_ids) <= store.hub.watched_ids():
-            if time.monotonic() > deadline:
-                return
-            time.sleep(0.002)
+        wait_until(lambda: set(task_ids) <= store.hub.watched_ids(), f"waiters on {task_ids!r}")
         action()
 
     thread = threading.Thread(target=run, daemon=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import cast
 
@@ -25,15 +25,7 @@ from resultstore.options import Options
 from resultstore.protocols import Capability
 from resultstore.urls import parse_url
 from resultstore.waiting import Delivery, WaitHub
-
-
-def until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    """Wait for a condition another thread brings about (fails the test if it never does)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.002)
+from resultstore_contract.support import wait_until
 
 
 class Deliveries:
@@ -75,7 +67,7 @@ def test_push_backend_waits_without_polling(memory: ResultStore) -> None:
     assert hub.flush(timeout=10)
     trips = hub.round_trips  # the one check right after subscribing
     listens = hub.listens
-    until(lambda: hub.listens >= listens + 5, "several idle listener waits")
+    wait_until(lambda: hub.listens >= listens + 5, "several idle listener waits")
     assert hub.round_trips == trips
     memory.mark_as_done("t", 1)
     assert got.event.wait(10)
@@ -90,11 +82,11 @@ def test_a_new_waiter_is_subscribed_without_waiting_out_the_listen(memory: Resul
     hub.push_slice = 60.0
     first = Deliveries()
     hub.watch(["a"], first)
-    until(lambda: hub.listens >= 1 or hub.listener is not None, "the hub listening")
+    wait_until(lambda: hub.listens >= 1 or hub.listener is not None, "the hub listening")
     time.sleep(0.05)  # let the hub block in its 60 s listen
     second = Deliveries()
     hub.watch(["b"], second)
-    until(lambda: "b" in cast(MemoryListener, hub.listener).subscriptions, "b subscribed")
+    wait_until(lambda: "b" in cast(MemoryListener, hub.listener).subscriptions, "b subscribed")
     memory.mark_as_done("b", 2)
     assert second.event.wait(10)
     assert isinstance(second.got["b"], TaskResult)
@@ -108,7 +100,7 @@ def test_unready_announcements_do_not_end_the_watch(memory: ResultStore) -> None
     assert memory.hub.flush(timeout=10)
     memory.mark_as_started("t")
     memory.update_state("t", "PROGRESS", {"current": 1})
-    until(lambda: memory.hub.round_trips >= 2, "the announcements to be read")
+    wait_until(lambda: memory.hub.round_trips >= 2, "the announcements to be read")
     assert got.got == {}
     assert memory.hub.watched_ids() == {"t"}
 
@@ -123,7 +115,7 @@ def test_many_waiters_share_one_listener_and_leave_no_subscription(memory: Resul
     threads = [threading.Thread(target=wait, args=(task_id,)) for task_id in ids]
     for thread in threads:
         thread.start()
-    until(lambda: memory.hub.watched == len(ids), "every waiter to register")
+    wait_until(lambda: memory.hub.watched == len(ids), "every waiter to register")
     assert memory.hub.flush(timeout=10)
     listener = memory.hub.listener
     assert isinstance(listener, MemoryListener)
@@ -218,7 +210,7 @@ def test_listener_failure_reopens_resubscribes_and_catches_up() -> None:
         # Stored while the listener is about to fail: its announcement is lost.
         store.mark_as_done("a", "stored while the listener was down")
         backend.gate.set()
-        until(lambda: "a" in got.got, "the catch-up read after reopening to deliver 'a'")
+        wait_until(lambda: "a" in got.got, "the catch-up read after reopening to deliver 'a'")
         assert store.hub.flush(timeout=10)
         assert store.hub.listener_opens == 2
         assert first.closed
@@ -226,7 +218,7 @@ def test_listener_failure_reopens_resubscribes_and_catches_up() -> None:
         assert store.hub.listener is second
         assert second.subscriptions == {"b"}  # resubscribed; "a" dropped once delivered
         store.mark_as_done("b", "after")
-        until(lambda: "b" in got.got, "'b' to be announced on the new listener")
+        wait_until(lambda: "b" in got.got, "'b' to be announced on the new listener")
         assert isinstance(got.got["b"], TaskResult)
         assert got.got["b"].result == "after"
         assert store.hub.failures == 1
@@ -256,7 +248,7 @@ def test_poller_backs_off_to_its_cap_and_restarts_short_for_a_new_waiter(
     try:
         assert hub.mode == "poll"
         hub.watch(["never"], Deliveries())
-        until(lambda: hub.polls >= 15, "fifteen empty polls")
+        wait_until(lambda: hub.polls >= 15, "fifteen empty polls")
         assert hub.interval == pytest.approx(0.02)
         hub.watch(["other"], Deliveries())
         assert hub.interval < 0.02
@@ -268,7 +260,7 @@ def test_a_waiters_interval_caps_the_poll_interval(sqlite: ResultStore) -> None:
     hub = WaitHub(sqlite, min_interval=0.001, max_interval=5.0)
     try:
         watch = hub.watch(["never"], Deliveries(), interval=0.003)
-        until(lambda: hub.polls >= 10, "ten polls")
+        wait_until(lambda: hub.polls >= 10, "ten polls")
         assert hub.interval == pytest.approx(0.003)
         watch.cancel()
         assert hub.interval > 0.003
@@ -281,7 +273,7 @@ def test_poller_reads_all_pending_ids_in_batches(sqlite: ResultStore) -> None:
     try:
         # One registration, so that every poll sees all 250 ids.
         hub.watch([f"t{i}" for i in range(250)], Deliveries())
-        until(lambda: hub.polls >= 3, "three polls")
+        wait_until(lambda: hub.polls >= 3, "three polls")
     finally:
         hub.close()  # lets the poll under way finish, so the counters agree
     assert hub.round_trips == 3 * hub.polls  # 250 ids in batches of 100
@@ -295,7 +287,7 @@ def test_one_poller_for_many_waiters_and_none_when_idle(sqlite: ResultStore) -> 
     ]
     for thread in threads:
         thread.start()
-    until(lambda: sqlite.hub.watched == len(ids), "every waiter to register")
+    wait_until(lambda: sqlite.hub.watched == len(ids), "every waiter to register")
     assert len(hub_threads()) == 1
     sqlite.store_many([TaskResult(task_id, "SUCCESS", 1) for task_id in ids])
     for thread in threads:
@@ -316,7 +308,7 @@ def test_a_corrupt_payload_is_delivered_as_its_error_and_spares_the_others(
     assert sqlite.hub.flush(timeout=10)
     sqlite.backend.plant_payload("bad", b"garbage")  # type: ignore[attr-defined]  # sqlite has it
     sqlite.mark_as_done("good", "fine")
-    until(lambda: len(got.got) == 2, "both deliveries")
+    wait_until(lambda: len(got.got) == 2, "both deliveries")
     assert isinstance(got.got["bad"], CorruptPayloadError)
     good = got.got["good"]
     assert isinstance(good, TaskResult)
@@ -335,7 +327,7 @@ class UnreachableBackend(MemoryBackend):
 def test_a_timeout_says_when_the_store_could_not_be_read() -> None:
     with make_store(UnreachableBackend) as store:
         store.hub.watch(["t"], Deliveries())
-        until(lambda: store.hub.failing is not None, "the poller to fail")
+        wait_until(lambda: store.hub.failing is not None, "the poller to fail")
         with pytest.raises(ResultTimeoutError) as caught:
             store.result("t").get(timeout=0.05)
         message = str(caught.value)
@@ -360,7 +352,7 @@ def test_closing_the_store_wakes_its_waiters_with_an_error(kind: str, tmp_path: 
 
     waiter = threading.Thread(target=wait)
     waiter.start()
-    until(lambda: store.hub.watched == 1, "the waiter to register")
+    wait_until(lambda: store.hub.watched == 1, "the waiter to register")
     hub = store.hub
     store.close()
     waiter.join(10)
