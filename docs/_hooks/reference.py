@@ -1,21 +1,29 @@
-"""MkDocs hooks that write the reference pages from the code, so they cannot drift.
+"""The reference pages written from the code, and the MkDocs hooks that keep them current.
 
 ``reference/hooks.md`` comes from :mod:`resultstore.hookspecs`, the command
 reference in ``cli.md`` from :data:`resultstore.cli.main`, and the tree in
 ``errors.md`` from :mod:`resultstore.errors` (whose every class needs a section).
+They are committed files, so that they read on GitHub too; run this file to
+write them again::
+
+    python docs/_hooks/reference.py
+
+and ``mkdocs build --strict`` fails, saying so, when one is stale.
 """
 
 from __future__ import annotations
 
 import inspect
 import re
+import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import click
 from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.exceptions import PluginError
-from mkdocs.structure.files import File, Files
+from mkdocs.structure.files import Files
 from mkdocs.structure.pages import Page
 
 HOOKS_PAGE = "reference/hooks.md"
@@ -23,6 +31,9 @@ CLI_PAGE = "cli.md"
 CLI_MARKER = "<!-- generated: cli-reference -->"
 ERRORS_PAGE = "errors.md"
 ERRORS_MARKER = "<!-- generated: error-tree -->"
+#: what regenerates the pages; the stale-page error says it.
+REGENERATE = "python docs/_hooks/reference.py"
+DOCS = Path(__file__).resolve().parents[1]
 HELP_WIDTH = 88
 
 _ROLE = re.compile(r":[a-z]+:`~?([^`<]+?)`")
@@ -88,7 +99,8 @@ def hooks_page() -> str:
         "# Plugin hooks",
         "",
         "!!! note",
-        "    Generated from `resultstore/hookspecs.py` at every docs build.",
+        f"    Generated from `resultstore/hookspecs.py` by `{REGENERATE}`;",
+        "    the docs build fails when it is stale.",
         "",
         rst_to_markdown(inspect.getdoc(hookspecs) or ""),
         "",
@@ -220,24 +232,72 @@ def _check_errors_documented(markdown: str) -> None:
         )
 
 
+# -- generated blocks ---------------------------------------------------------------
+
+
+def _end(marker: str) -> str:
+    return marker.replace("<!-- generated:", "<!-- end generated:")
+
+
+def _block(markdown: str, page: str, marker: str) -> tuple[int, int]:
+    """Where the generated block of ``page`` starts and ends (between its markers)."""
+    start, end = markdown.find(marker), markdown.find(_end(marker))
+    if start < 0 or end < start:
+        raise PluginError(
+            f"{page} lost the {marker} ... {_end(marker)} lines that generated content "
+            f"goes between; put them back and run {REGENERATE}"
+        )
+    return start + len(marker), end
+
+
+def _fill(markdown: str, page: str, marker: str, content: str) -> str:
+    start, end = _block(markdown, page, marker)
+    return f"{markdown[:start]}\n\n{content.strip()}\n\n{markdown[end:]}"
+
+
+def _stale(page: str) -> PluginError:
+    return PluginError(
+        f"{page} is stale: the code it is generated from changed. Run {REGENERATE} "
+        f"and commit the result"
+    )
+
+
+def regenerate(docs: Path = DOCS) -> list[str]:
+    """Write every generated page and block again; the pages that changed."""
+    changed = []
+    pages: list[tuple[str, Callable[[str], str]]] = [
+        (HOOKS_PAGE, lambda _old: hooks_page()),
+        (CLI_PAGE, lambda old: _fill(old, CLI_PAGE, CLI_MARKER, cli_reference())),
+        (ERRORS_PAGE, lambda old: _fill(old, ERRORS_PAGE, ERRORS_MARKER, error_tree())),
+    ]
+    for page, make in pages:
+        path = docs / page
+        old = path.read_text(encoding="utf-8") if path.exists() else ""
+        new = make(old)
+        if new != old:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(new, encoding="utf-8")
+            changed.append(page)
+    return changed
+
+
 # -- MkDocs events ------------------------------------------------------------------
 
 
-def on_files(files: Files, *, config: MkDocsConfig) -> Files:
-    files.append(File.generated(config, HOOKS_PAGE, content=hooks_page()))
-    return files
-
-
-def _insert(markdown: str, page: str, marker: str, content: str) -> str:
-    if marker not in markdown:
-        raise PluginError(f"{page} lost the {marker} line that generated content goes in")
-    return markdown.replace(marker, content)
-
-
 def on_page_markdown(markdown: str, *, page: Page, config: MkDocsConfig, files: Files) -> str:
-    if page.file.src_uri == CLI_PAGE:
-        return _insert(markdown, CLI_PAGE, CLI_MARKER, cli_reference())
-    if page.file.src_uri == ERRORS_PAGE:
+    uri = page.file.src_uri
+    if uri == HOOKS_PAGE and markdown.strip() != hooks_page().strip():
+        raise _stale(HOOKS_PAGE)
+    if uri == CLI_PAGE and markdown != _fill(markdown, CLI_PAGE, CLI_MARKER, cli_reference()):
+        raise _stale(CLI_PAGE)
+    if uri == ERRORS_PAGE:
         _check_errors_documented(markdown)
-        return _insert(markdown, ERRORS_PAGE, ERRORS_MARKER, error_tree())
+        if markdown != _fill(markdown, ERRORS_PAGE, ERRORS_MARKER, error_tree()):
+            raise _stale(ERRORS_PAGE)
     return markdown
+
+
+if __name__ == "__main__":
+    written = regenerate()
+    print(f"rewrote {', '.join(written)}" if written else "every generated page is current")
+    sys.exit(0)
