@@ -7,7 +7,7 @@
 #
 # Idempotent: what is already installed is skipped, and `apt-get update` runs
 # once, only when an apt package is missing. Everything comes from the
-# Debian archive or PyPI; nothing is downloaded from anywhere else. Run as root
+# Debian archive, PyPI or Maven Central; nothing is downloaded from anywhere else. Run as root
 # (as CI does) or with sudo available. Python packages go into the python that
 # runs the tests ($PYTHON, default python3).
 set -euo pipefail
