@@ -11,6 +11,7 @@ import uuid
 
 import resultstore
 from resultstore_contract.servers import Server, start_postgresql_node
+from resultstore_contract.support import wait_until
 
 from tests._chord_worker import send_parts
 
@@ -46,10 +47,7 @@ def test_server_restart_under_200_waiters() -> None:
             store.mark_as_done("warm-up", 0)  # tables exist before the waiters read them
             waiters = threading.Thread(target=lambda: asyncio.run(wait_all()))
             waiters.start()
-            deadline = time.monotonic() + 30
-            while store.hub.watched < len(ids) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert store.hub.watched == len(ids)
+            wait_until(lambda: store.hub.watched == len(ids), "every waiter to be watched")
 
             for n, task_id in enumerate(ids[:80]):
                 store.mark_as_done(task_id, n)
