@@ -52,6 +52,11 @@ from resultstore_memcached.plugin import CAPABILITIES
 __all__ = ["MAX_STORE_ATTEMPTS", "MemcachedBackend"]
 
 T = TypeVar("T")
+
+#: contention jitter from a generator of our own, so that a retry never reads or
+#: moves the application's global ``random`` state; reseeded in forked children.
+_JITTER = random.Random()
+os.register_at_fork(after_in_child=_JITTER.seed)
 #: a result to store: its key, state and framed value.
 Write = tuple[str, str, bytes]
 #: what a refused item size names: the task id, the item's size, what the item is.
@@ -118,7 +123,7 @@ def _backoff(attempt: int) -> None:
     # The first retry goes at once (the usual race is one other writer); then
     # random sleeps spread writers that keep colliding on one key.
     if attempt > 1:
-        time.sleep(random.uniform(0, min(0.01, 0.0001 * 2**attempt)))
+        time.sleep(_JITTER.uniform(0, min(0.01, 0.0001 * 2**attempt)))
 
 
 class MemcachedBackend:
