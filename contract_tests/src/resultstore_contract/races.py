@@ -88,6 +88,19 @@ def _check_state_race(
         assert late.state == winner.state
 
 
+def _check_state_races(
+    store: ResultStore,
+    task_ids: Sequence[str],
+    plans: Mapping[str, Sequence[Sequence[TaskResult]]],
+    by_worker: Sequence[Sequence[Sequence[StoreOutcome]]],
+) -> None:
+    """Read every contested task back once and check each race (``by_worker[w][n]``)."""
+    finals = store.get_many(task_ids)
+    for n, task_id in enumerate(task_ids):
+        outcomes = [done[n] for done in by_worker]
+        _check_state_race(task_id, plans[task_id], outcomes, finals[task_id])
+
+
 def _batches(
     task_ids: Sequence[str], plans: Mapping[str, Sequence[Sequence[TaskResult]]], worker: int
 ) -> list[list[TaskResult]]:
@@ -198,10 +211,7 @@ class RaceContract(ContractBase):
             return done
 
         by_worker = _in_threads(THREADS, write)
-        finals = store.get_many(task_ids)
-        for n, task_id in enumerate(task_ids):
-            outcomes = [by_worker[w][n] for w in range(THREADS)]
-            _check_state_race(task_id, plans[task_id], outcomes, finals[task_id])
+        _check_state_races(store, task_ids, plans, by_worker)
 
     @requires(Capability.SHARED)
     def test_race_processes_never_lose_a_ready_state(
@@ -218,10 +228,7 @@ class RaceContract(ContractBase):
         by_worker = run_in_processes(
             store_sequence, resultstore_url, store_options, store_plugins, jobs, together=True
         )
-        finals = store.get_many(task_ids)
-        for n, task_id in enumerate(task_ids):
-            outcomes = [by_worker[w][n] for w in range(PROCESSES)]
-            _check_state_race(task_id, plans[task_id], outcomes, finals[task_id])
+        _check_state_races(store, task_ids, plans, by_worker)
 
     def test_race_threads_store_many_never_loses_a_ready_state(
         self, store: ResultStore, new_id: IdFactory
@@ -241,10 +248,7 @@ class RaceContract(ContractBase):
                 return done
 
             by_worker = [_unbatch(task_ids, done) for done in _in_threads(THREADS, write)]
-            finals = store.get_many(task_ids)
-            for n, task_id in enumerate(task_ids):
-                outcomes = [by_worker[w][n] for w in range(THREADS)]
-                _check_state_race(task_id, plans[task_id], outcomes, finals[task_id])
+            _check_state_races(store, task_ids, plans, by_worker)
 
     @requires(Capability.SHARED)
     def test_race_processes_store_many_never_loses_a_ready_state(
@@ -262,10 +266,7 @@ class RaceContract(ContractBase):
             store_batches, resultstore_url, store_options, store_plugins, jobs, together=True
         )
         by_worker = [_unbatch(task_ids, batches) for batches in done]
-        finals = store.get_many(task_ids)
-        for n, task_id in enumerate(task_ids):
-            outcomes = [by_worker[w][n] for w in range(PROCESSES)]
-            _check_state_race(task_id, plans[task_id], outcomes, finals[task_id])
+        _check_state_races(store, task_ids, plans, by_worker)
 
     @requires(Capability.CHORDS)
     def test_race_threads_complete_a_chord_exactly_once(
