@@ -216,6 +216,47 @@ def test_a_first_store_is_one_request_and_a_second_state_two(store: ResultStore)
     ]
 
 
+class Interleaving(Counting):
+    """Runs ``before[(path end, n)]`` just before the n-th such request is sent:
+    another writer's store, landing between two requests of a batch."""
+
+    def __init__(self, backend: SearchBackend, before: dict[tuple[str, int], Any]) -> None:
+        super().__init__(backend)
+        self.before = before
+
+    def perform(self, call: Call) -> tuple[int, Any]:
+        kind = call.path.rsplit("/", 1)[-1]
+        n = sum(1 for c in self.calls if c.path.rsplit("/", 1)[-1] == kind) + 1
+        step = self.before.pop((kind, n), None)
+        if step is not None:
+            step()
+        return super().perform(call)
+
+
+def test_a_batch_never_overwrites_a_ready_state_stored_while_it_settled_a_conflict(
+    url: str, store: ResultStore
+) -> None:
+    """A batch item that met a conflict is stored alone and the id read again; a
+    ready state another writer stored in between holds against the batch's next round."""
+    store.store(TaskResult("t", "STARTED"))
+    with resultstore.connect(url) as other:
+        Interleaving(
+            backend_of(store),
+            {
+                # the batch's write meets a RETRY stored after its read ...
+                ("_bulk", 1): lambda: other.store(TaskResult("t", "RETRY")),
+                # ... and a REVOKED lands after its lone store, before its fresh read.
+                ("_mget", 2): lambda: other.store(TaskResult("t", "REVOKED")),
+            },
+        )
+        outcomes = store.store_many([TaskResult("t", "RETRY"), TaskResult("t", "SUCCESS", 1)])
+    assert [o.stored for o in outcomes] == [True, False]
+    assert outcomes[1].state == "REVOKED"
+    final = store.get("t")
+    assert final is not None
+    assert final.state == "REVOKED"
+
+
 # -- expiry and cleanup --------------------------------------------------------------------
 
 

@@ -219,8 +219,8 @@ class Operations:
             return StoreOutcome(True, result.state, previous)
         state = str(result.state)
         create = self.freshness.expect_new(state)
+        mine = False  # the last write's answer was lost and its retry met a conflict
         for _ in range(CONFLICT_TRIES):
-            mine = False
             if create:
                 create_path = f"/{self._results}/_create/{quoted}"
                 reply, body = yield from self._write(create_path, body, result, expires_at)
@@ -245,6 +245,7 @@ class Operations:
                 if not create:
                     self.freshness.learn(state, False)
                 return StoreOutcome(True, result.state, previous)
+            mine = reply.retried
             create = False
         raise ResultStoreError(
             f"storing {result.task_id!r} met a conflicting write {CONFLICT_TRIES} times in a "
@@ -369,10 +370,18 @@ class Operations:
         # A conflict (another writer), a refused native document, or a failure of
         # this item alone: the single store sorts it out, and the id is read again.
         done = yield from self.store(result, overwrite)
+        # Version and state from the same read: another writer may have stored a
+        # ready state since, and a later round must not overwrite it.
         fresh = yield from self._mget(self._results, [result.task_id])
         doc = fresh.get(result.task_id)
-        version = (int(doc["_seq_no"]), int(doc["_primary_term"])) if doc else None
-        known[result.task_id] = (version, done.state)
+        known[result.task_id] = (
+            (
+                (int(doc["_seq_no"]), int(doc["_primary_term"])),
+                self.live_state(doc["_source"], self.now()),
+            )
+            if doc
+            else (None, None)
+        )
         return done
 
     def plant_payload(self, task_id: str, payload: bytes, state: str) -> Plan[None]:
