@@ -139,7 +139,7 @@ def ci_scripts(session: nox.Session) -> None:
 
 @nox.session
 def docs(session: nox.Session) -> None:
-    """mkdocs build --strict (the hook reference is generated from resultstore.hookspecs)."""
+    """mkdocs build --strict (the hook reference is generated from resultstore.plugin.hookspecs)."""
     session.install(*MKDOCS, *_editable(_by_folder(CORE)))
     # The variable silences a banner about MkDocs' future, which is not a build problem.
     session.run("mkdocs", "build", "--strict", *session.posargs, env={"NO_MKDOCS_2_WARNING": "1"})

@@ -29,8 +29,7 @@ from celery.app.task import Context
 from celery.result import AsyncResult as CeleryResult
 from celery.result import GroupResult as CeleryGroup
 from pymemcache.client.base import Client  # type: ignore[import-untyped]
-from resultstore import State, TaskResult
-from resultstore.aio import AsyncResultStore, connect_async
+from resultstore import AsyncResultStore, State, TaskResult, connect_async
 from resultstore_contract.servers import start_memcached
 
 PAYLOAD = {f"field{i}": f"value-{i}-" + "x" * 6 for i in range(10)}

@@ -18,20 +18,24 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import attrs
-from resultstore import hookimpl
-from resultstore.backends.memory import MemoryBackend, MemoryData, MemoryListener, _Chord, _Entry
-from resultstore.codecs import Serializer
-from resultstore.config import DEFAULT_EXPIRES
-from resultstore.discovery import BackendSpec
-from resultstore.errors import (
+from resultstore import (
+    READY_STATES,
+    BackendSpec,
     BackendUnavailableError,
+    Capability,
     ChordError,
+    ChordOutcome,
     CorruptPayloadError,
     DecodeError,
+    Group,
+    Serializer,
+    State,
+    StoreOutcome,
+    TaskResult,
+    hookimpl,
 )
-from resultstore.models import ChordOutcome, Group, StoreOutcome, TaskResult
-from resultstore.protocols import Capability
-from resultstore.states import READY_STATES, State
+from resultstore.backends.memory import MemoryBackend, MemoryData, MemoryListener, _Chord, _Entry
+from resultstore.plugin.config import DEFAULT_EXPIRES
 
 #: the named memory stores whose "server" was stopped (see :func:`stop`).
 _STOPPED: set[int] = set()
@@ -41,7 +45,7 @@ _STOPPED_LOCK = threading.Lock()
 def stop(url: str) -> None:
     """Stop the "server" of the named memory store ``url``: its backends fail from now on."""
     from resultstore.backends.memory import _shared
-    from resultstore.urls import parse_url
+    from resultstore.concepts.urls import parse_url
 
     parsed = parse_url(url)
     with _STOPPED_LOCK:

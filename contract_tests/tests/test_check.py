@@ -115,7 +115,7 @@ def test_the_whole_suite_is_what_runs() -> None:
 
 
 def test_cli_check_prints_the_table_and_exits_zero() -> None:
-    from resultstore.cli import main
+    from resultstore.cli.commands import main
 
     result = CliRunner().invoke(
         main, ["check", "memory://", "--profile", "ci", "--", "-k", "basic_unknown"]
@@ -128,7 +128,7 @@ def test_cli_check_prints_the_table_and_exits_zero() -> None:
 def test_cli_check_without_the_suite_says_what_to_install(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from resultstore.cli import main
+    from resultstore.cli.commands import main
 
     # None in sys.modules makes the import fail as if the package were absent.
     monkeypatch.setitem(sys.modules, "resultstore_contract.check", None)
@@ -252,7 +252,7 @@ def test_check_runs_the_suite_with_pytests_assertions_and_no_warnings() -> None:
 
     # A fresh process, as from the shell: the CLI imports the check module
     # (and so the package) before pytest starts.
-    script = "import sys; from resultstore.cli import main; sys.exit(main())"
+    script = "import sys; from resultstore.cli.commands import main; sys.exit(main())"
     args = ["check", "memory://{unique}", "-v", "--", "-k", "basic_unknown or codec", "-W", "error"]
     done = subprocess.run(
         [sys.executable, "-c", script, *args],
@@ -266,7 +266,7 @@ def test_check_runs_the_suite_with_pytests_assertions_and_no_warnings() -> None:
     assert "Warning" not in output
     assert "warnings summary" not in output
     probe = (
-        "import sys, resultstore.cli, resultstore_contract.check; "
+        "import sys, resultstore.cli.commands, resultstore_contract.check; "
         "print(sorted(m for m in sys.modules "
         "if m.startswith(('hypothesis', 'resultstore_contract.'))))"
     )

@@ -9,10 +9,8 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from resultstore import connect
-from resultstore.models import TaskResult, utcnow
-from resultstore.result import chord_part_done
-from resultstore.states import State
+from resultstore import State, chord_part_done, connect
+from resultstore.concepts.models import TaskResult, utcnow
 
 __all__ = ["collect", "part_id", "race_chord_parts"]
 

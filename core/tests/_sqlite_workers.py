@@ -11,13 +11,18 @@ from collections.abc import Sequence
 from typing import Any
 
 import attrs
+from resultstore import (
+    ChordOutcome,
+    ExceptionInfo,
+    Options,
+    Serializer,
+    State,
+    StoreOutcome,
+    TaskResult,
+)
 from resultstore.backends.sqlite import SQLiteBackend
-from resultstore.codecs import Serializer
-from resultstore.config import DEFAULT_EXPIRES, BackendConfig
-from resultstore.models import ChordOutcome, ExceptionInfo, StoreOutcome, TaskResult
-from resultstore.options import Options
-from resultstore.states import State
-from resultstore.urls import parse_url
+from resultstore.concepts.urls import parse_url
+from resultstore.plugin.config import DEFAULT_EXPIRES, BackendConfig
 
 __all__ = ["chord_parts", "open_backend", "open_fresh", "race_states", "ready"]
 

@@ -10,20 +10,27 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from resultstore import ResultStore, connect, hookimpl
-from resultstore.aio import AsyncResultStore, async_backend_for, connect_async
+from resultstore import (
+    AsyncResultBackend,
+    BackendConfig,
+    Capability,
+    ConfigurationError,
+    Options,
+    ResultBackend,
+    ResultStore,
+    ResultTimeoutError,
+    Serializer,
+    State,
+    ThreadedAsyncBackend,
+    build_hooks,
+    connect,
+    hookimpl,
+)
+from resultstore.api.aio import AsyncResultStore, async_backend_for, connect_async
+from resultstore.api.waiting import WaitHub
 from resultstore.backends.memory import MemoryBackend, MemoryListener
-from resultstore.backends.threaded import ThreadedAsyncBackend
-from resultstore.codecs import Serializer
-from resultstore.config import BackendConfig
-from resultstore.errors import ConfigurationError, ResultTimeoutError
-from resultstore.hooks import build_hooks
-from resultstore.models import StoreOutcome, TaskResult, utcnow
-from resultstore.options import Options
-from resultstore.protocols import AsyncResultBackend, Capability, ResultBackend
-from resultstore.states import State
-from resultstore.urls import parse_url
-from resultstore.waiting import WaitHub
+from resultstore.concepts.models import StoreOutcome, TaskResult, utcnow
+from resultstore.concepts.urls import parse_url
 
 T = TypeVar("T")
 

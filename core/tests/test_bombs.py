@@ -28,8 +28,8 @@ from resultstore import (
     connect,
     connect_async,
 )
-from resultstore.cli import EXIT_STORE_ERROR, main
-from resultstore.codecs import CodecOptions, decode_payload, encode_payload, make_envelope
+from resultstore.cli.commands import EXIT_STORE_ERROR, main
+from resultstore.payloads.codecs import CodecOptions, decode_payload, encode_payload, make_envelope
 
 LIMIT = 1024 * 1024
 #: what a bomb inflates to: 64 times the limit.

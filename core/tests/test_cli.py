@@ -10,14 +10,10 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner, Result
-from resultstore import connect, hookimpl
+from resultstore import BackendUnavailableError, Capability, State, build_hooks, connect, hookimpl
 from resultstore.backends.memory import MemoryBackend
-from resultstore.cli import CliState, main, pass_state
-from resultstore.discovery import BackendSpec, installed_backends
-from resultstore.errors import BackendUnavailableError
-from resultstore.hooks import build_hooks
-from resultstore.protocols import Capability
-from resultstore.states import State
+from resultstore.cli.commands import CliState, main, pass_state
+from resultstore.plugin.discovery import BackendSpec, installed_backends
 
 # Wide enough that rich never wraps a table cell, so rows can be matched whole.
 WIDE = {"COLUMNS": "400", "RESULTSTORE_URL": None}
@@ -354,7 +350,7 @@ def test_commands_added_later_get_the_same_error_handling(
 
 
 def test_the_exit_status_table_in_the_docs_is_the_one_in_the_code() -> None:
-    from resultstore.cli import EXIT_STATUSES
+    from resultstore.cli.commands import EXIT_STATUSES
 
     docs = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
     rows = {}
@@ -368,7 +364,7 @@ def test_the_exit_status_table_in_the_docs_is_the_one_in_the_code() -> None:
 def test_every_failing_command_exits_with_its_status_and_one_error_line(
     runner: CliRunner, tmp_path: Path
 ) -> None:
-    from resultstore.cli import EXIT_NOT_FOUND, EXIT_STORE_ERROR, EXIT_TIMEOUT
+    from resultstore.cli.commands import EXIT_NOT_FOUND, EXIT_STORE_ERROR, EXIT_TIMEOUT
 
     made = f"sqlite:///{tmp_path / 'results.db'}"
     with connect(made) as store:

@@ -16,9 +16,9 @@ import pytest
 from click.testing import CliRunner, Result
 from resultstore import ResultStore, connect
 from resultstore.backends.memory import MemoryBackend
-from resultstore.cli import EXIT_STORE_ERROR, main
-from resultstore.codecs import make_envelope
-from resultstore.terminal import json_safe, preview, safe_markup, safe_text
+from resultstore.cli.commands import EXIT_STORE_ERROR, main
+from resultstore.cli.terminal import json_safe, preview, safe_markup, safe_text
+from resultstore.payloads.codecs import make_envelope
 
 WIDE = {"COLUMNS": "200", "RESULTSTORE_URL": None}
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import resultstore
 from resultstore import BackendUnavailableError, State, TaskResult
-from resultstore.models import Group, utcnow
+from resultstore.concepts.models import Group, utcnow
 from resultstore_contract.support import wait_until
 
 

@@ -11,7 +11,21 @@ import msgpack
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from resultstore.codecs import (
+from resultstore import (
+    ChordState,
+    ConfigurationError,
+    CorruptPayloadError,
+    DecodeError,
+    EncodeError,
+    ExceptionInfo,
+    Group,
+    ResultTooLargeError,
+    State,
+    TaskResult,
+    UnknownCodecError,
+    UnsafeCodecError,
+)
+from resultstore.payloads.codecs import (
     CODECS,
     COMPRESSIONS,
     CodecOptions,
@@ -19,17 +33,6 @@ from resultstore.codecs import (
     make_envelope,
     parse_envelope,
 )
-from resultstore.errors import (
-    ConfigurationError,
-    CorruptPayloadError,
-    DecodeError,
-    EncodeError,
-    ResultTooLargeError,
-    UnknownCodecError,
-    UnsafeCodecError,
-)
-from resultstore.models import ChordState, ExceptionInfo, Group, TaskResult
-from resultstore.states import State
 from resultstore_contract.strategies import json_values, models, msgpack_values, task_results
 
 ALL_CODECS = frozenset(CODECS)

@@ -12,16 +12,15 @@ import cattrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from resultstore import models as model_module
-from resultstore.converters import (
+from resultstore import ChordState, ExceptionInfo, Group, State, TaskResult
+from resultstore.concepts import models as model_module
+from resultstore.concepts.converters import (
     MODELS,
     configure_json_converter,
     configure_msgpack_converter,
     configure_pickle_converter,
     new_converter,
 )
-from resultstore.models import ChordState, ExceptionInfo, Group, TaskResult
-from resultstore.states import State
 from resultstore_contract.strategies import (
     MODEL_STRATEGIES,
     json_values,

@@ -12,15 +12,20 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from resultstore import ResultStore, connect, hookimpl
+from resultstore import (
+    BackendSpec,
+    Capability,
+    ResultStore,
+    State,
+    StoreOutcome,
+    TaskResult,
+    connect,
+    hookimpl,
+    start_chord,
+)
 from resultstore.backends.memory import MemoryBackend
-from resultstore.cli import CliState, main
-from resultstore.demo import EXIT_TIMEOUT, PROGRESS, Job, plan_demo, run_job
-from resultstore.discovery import BackendSpec
-from resultstore.models import StoreOutcome, TaskResult
-from resultstore.protocols import Capability
-from resultstore.result import start_chord
-from resultstore.states import State
+from resultstore.cli.commands import CliState, main
+from resultstore.cli.demo import EXIT_TIMEOUT, PROGRESS, Job, plan_demo, run_job
 
 # Wide enough that rich never wraps a line, so ids can be matched whole.
 ENV = {"COLUMNS": "400", "RESULTSTORE_URL": None}
@@ -48,7 +53,7 @@ def test_demo_runs_end_to_end_on_the_default_sqlite_store(
 ) -> None:
     env = {k: v for k, v in os.environ.items() if k != "RESULTSTORE_URL"}
     env.update(XDG_DATA_HOME=str(tmp_path), COLUMNS="400")
-    command = "from resultstore.cli import main; main()"
+    command = "from resultstore.cli.commands import main; main()"
     completed = subprocess.run(
         [sys.executable, "-c", command, "demo", "--tasks", "8", "--workers", "2", "--seed", "3"],
         capture_output=True,

@@ -9,14 +9,18 @@ from collections.abc import Callable, Iterable
 
 import pytest
 from conftest import TempModule
-from resultstore import connect, hookimpl
+from resultstore import (
+    Capability,
+    ConfigurationError,
+    State,
+    TaskResult,
+    UnknownSchemeError,
+    connect,
+    hookimpl,
+)
 from resultstore.backends.memory import MemoryBackend
-from resultstore.discovery import BackendSpec, find_backend, installed_backends
-from resultstore.errors import ConfigurationError, UnknownSchemeError
-from resultstore.hooks import DISABLE_ENV, build_hooks
-from resultstore.models import TaskResult
-from resultstore.protocols import Capability
-from resultstore.states import State
+from resultstore.plugin.discovery import BackendSpec, find_backend, installed_backends
+from resultstore.plugin.hooks import DISABLE_ENV, build_hooks
 
 FakeDistribution = Callable[[dict[str, dict[str, str]]], None]
 MakeModule = Callable[[str], TempModule]
@@ -30,7 +34,7 @@ def light_plugin(scheme: str, heavy: TempModule) -> str:
     return textwrap.dedent(
         f"""
         from resultstore import hookimpl
-        from resultstore.discovery import BackendSpec
+        from resultstore import BackendSpec
 
         @hookimpl
         def resultstore_register_backends():
@@ -160,8 +164,8 @@ def test_no_installed_plugin_imports_its_backend_when_listed() -> None:
     script = textwrap.dedent(
         """
         import sys
-        from resultstore.discovery import installed_backends
-        from resultstore.hooks import build_hooks
+        from resultstore.plugin.discovery import installed_backends
+        from resultstore import build_hooks
 
         for spec in installed_backends(build_hooks()).values():
             module = spec.target.partition(":")[0]

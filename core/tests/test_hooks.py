@@ -8,11 +8,10 @@ from typing import Any
 import pluggy
 import pytest
 from conftest import TempModule
-from resultstore import builtin, hookimpl
-from resultstore.codecs import DecodeRequest, EncodeRequest
-from resultstore.discovery import BackendSpec
-from resultstore.hooks import DISABLE_ENV, build_hooks, disabled_plugins
-from resultstore.models import StoreOutcome, TaskResult
+from resultstore import BackendSpec, StoreOutcome, TaskResult, hookimpl
+from resultstore.payloads.codecs import DecodeRequest, EncodeRequest
+from resultstore.plugin import builtin
+from resultstore.plugin.hooks import DISABLE_ENV, build_hooks, disabled_plugins
 
 FakeDistribution = Callable[[dict[str, dict[str, str]]], None]
 MakeModule = Callable[[str], TempModule]
@@ -56,7 +55,7 @@ class Backends:
 
 def test_the_core_plugin_is_registered_and_alone_encodes() -> None:
     hooks = build_hooks(entry_points=False)
-    assert hooks.plugin_names() == ["resultstore.builtin"]
+    assert hooks.plugin_names() == ["resultstore.plugin.builtin"]
     assert hooks.manager.is_registered(builtin)
     assert hooks.codec_is_default()
     assert not hooks.observes()

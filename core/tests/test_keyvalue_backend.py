@@ -10,38 +10,45 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import pytest
+from resultstore import (
+    READY_STATES,
+    BackendConfig,
+    BackendUnavailableError,
+    Capability,
+    ChordError,
+    CodecOptions,
+    ConfigurationError,
+    CorruptPayloadError,
+    EncodeError,
+    InvalidIdError,
+    KeyValueStore,
+    Options,
+    ResultBackend,
+    ResultStore,
+    Serializer,
+    State,
+    SupportsBatchStore,
+    SupportsBulkGet,
+    SupportsChords,
+    SupportsGroups,
+    UnsupportedOperationError,
+    build_hooks,
+)
 from resultstore.backends.keyvalue import (
     DEFAULT_PREFIX,
     MAX_STORE_ATTEMPTS,
     DictKeyValueStore,
     KeyValueBackend,
 )
-from resultstore.codecs import CodecOptions, Serializer
-from resultstore.config import BackendConfig
-from resultstore.errors import (
-    BackendUnavailableError,
-    ChordError,
-    ConfigurationError,
-    CorruptPayloadError,
-    EncodeError,
-    InvalidIdError,
-    UnsupportedOperationError,
+from resultstore.concepts.models import (
+    ChordOutcome,
+    ExceptionInfo,
+    Group,
+    StoreOutcome,
+    TaskResult,
+    utcnow,
 )
-from resultstore.hooks import build_hooks
-from resultstore.models import ChordOutcome, ExceptionInfo, Group, StoreOutcome, TaskResult, utcnow
-from resultstore.options import Options
-from resultstore.protocols import (
-    Capability,
-    KeyValueStore,
-    ResultBackend,
-    SupportsBatchStore,
-    SupportsBulkGet,
-    SupportsChords,
-    SupportsGroups,
-)
-from resultstore.states import READY_STATES, State
-from resultstore.store import ResultStore
-from resultstore.urls import parse_url
+from resultstore.concepts.urls import parse_url
 
 THREADS = 8
 

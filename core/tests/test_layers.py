@@ -23,93 +23,35 @@ from pathlib import Path
 import attrs
 import resultstore
 
-#: The floors, lowest first. A module may import its own floor and those below.
-LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
-    # What is stored, and checking it: no knowledge of encoding or plugins.
-    (
-        "stored",
-        frozenset(
-            {
-                "resultstore.states",
-                "resultstore.errors",
-                "resultstore.models",
-                "resultstore.remote",
-                "resultstore.converters",
-                "resultstore.validation",
-                "resultstore.urls",
-                "resultstore.options",
-            }
-        ),
-    ),
-    # How a model becomes bytes: codecs, compression, the header, the size limit.
-    ("payloads", frozenset({"resultstore.codecs"})),
-    # The backend contract and the plugin machinery: protocols, what a factory
-    # receives, the retry helper backends share, what a plugin declares per
-    # scheme, hook specs, the core's own plugin, the typed pluggy facade, and
-    # discovery of backends by scheme (which calls the facade: it is the one
-    # module here that imports hooks).
-    (
-        "plugins",
-        frozenset(
-            {
-                "resultstore.protocols",
-                "resultstore.config",
-                "resultstore.retrying",
-                "resultstore.backendspec",
-                "resultstore.hookspecs",
-                "resultstore.builtin",
-                "resultstore.hooks",
-                "resultstore.discovery",
-            }
-        ),
-    ),
-    # The built-in backends (third-party ones live in their own distributions).
-    (
-        "backends",
-        frozenset(
-            {
-                "resultstore.backends",
-                "resultstore.backends.keyvalue",
-                "resultstore.backends.memory",
-                "resultstore.backends.sqlite",
-                "resultstore.backends.threaded",
-            }
-        ),
-    ),
-    # What callers use: the waiting hub, result handles, the store, asyncio.
-    (
-        "api",
-        frozenset(
-            {
-                "resultstore.waiting",
-                "resultstore.result",
-                "resultstore.store",
-                "resultstore.aio",
-            }
-        ),
-    ),
-    # The command line (what its commands share, then demo and watch, then the
-    # commands), and the package root that re-exports the public names.
-    (
-        "cli",
-        frozenset(
-            {
-                "resultstore",
-                "resultstore.terminal",
-                "resultstore.clistate",
-                "resultstore.demo",
-                "resultstore.cli",
-            }
-        ),
-    ),
+#: The floors, lowest first: each is a sub-package of ``resultstore``, and a
+#: module may import its own floor and those below. The package root, which
+#: re-exports the public names, sits on top of them all.
+FLOORS: tuple[tuple[str, str], ...] = (
+    ("concepts", "what is stored and checking it: states, models, errors, URLs, options"),
+    ("payloads", "how a model becomes bytes: codecs, compression, the header, the size limit"),
+    ("plugin", "protocols, hook specs, the pluggy facade, discovery, the shared retry helper"),
+    ("backends", "the built-in backends (third-party ones are distributions of their own)"),
+    ("api", "what callers use: the waiting hub, result handles, the store, asyncio"),
+    ("cli", "the command line: its commands, their shared state, the terminal, the demo"),
 )
+
+
+def layers_of(
+    modules: Iterable[str], package: str, floors: Sequence[str]
+) -> tuple[tuple[str, frozenset[str]], ...]:
+    """Each module on the floor of the sub-package it sits in; the root on top."""
+    placed = [
+        (floor, frozenset(m for m in modules if m.split(".")[1:2] == [floor])) for floor in floors
+    ]
+    return (*placed, ("root", frozenset({package})))
+
 
 #: (importer, imported) -> why the import waits until a function runs.
 LAZY_IMPORTS: Mapping[tuple[str, str], str] = {
-    ("resultstore.codecs", "zstandard"): (
+    ("resultstore.payloads.codecs", "zstandard"): (
         "an optional client library (the zstd extra): imported when comp=zstd is first used"
     ),
-    ("resultstore.cli", "resultstore_contract.check"): (
+    ("resultstore.cli.commands", "resultstore_contract.check"): (
         "an optional distribution (resultstore-contract): only `resultstore check` needs it"
     ),
 }
@@ -262,11 +204,18 @@ SRC = Path(resultstore.__file__).resolve().parent.parent
 MODULES, IMPORTS = package_imports(SRC, "resultstore")
 
 
-def test_every_module_has_exactly_one_floor() -> None:
-    placed = [module for _, members in LAYERS for module in members]
-    assert len(placed) == len(set(placed)), "a module is on two floors"
-    assert sorted(MODULES - set(placed)) == [], "put each new module on a floor in LAYERS"
-    assert sorted(set(placed) - MODULES) == [], "LAYERS names modules that do not exist"
+LAYERS = layers_of(MODULES, "resultstore", [name for name, _ in FLOORS])
+
+
+def test_every_module_sits_in_a_floor_folder() -> None:
+    placed = {module for _, members in LAYERS for module in members}
+    assert sorted(MODULES - placed) == [], (
+        "put each module in one of the floor folders (FLOORS), not beside __init__.py"
+    )
+    folders = sorted(
+        p.name for p in (SRC / "resultstore").iterdir() if (p / "__init__.py").exists()
+    )
+    assert folders == sorted(name for name, _ in FLOORS), "declare a new folder's floor in FLOORS"
 
 
 def test_no_import_cycles() -> None:

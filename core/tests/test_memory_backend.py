@@ -12,13 +12,22 @@ import pytest
 from conftest import FakeClock
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from resultstore import build_hooks, connect
+from resultstore import (
+    READY_STATES,
+    ChordError,
+    ChordOutcome,
+    CodecOptions,
+    CorruptPayloadError,
+    ResultStore,
+    Serializer,
+    State,
+    StoreOutcome,
+    TaskResult,
+    UnsafeCodecError,
+    build_hooks,
+    connect,
+)
 from resultstore.backends.memory import MemoryBackend
-from resultstore.codecs import CodecOptions, Serializer
-from resultstore.errors import ChordError, CorruptPayloadError, UnsafeCodecError
-from resultstore.models import ChordOutcome, StoreOutcome, TaskResult
-from resultstore.states import READY_STATES, State
-from resultstore.store import ResultStore
 from resultstore_contract.strategies import states, task_ids, task_results
 
 LATER_STATES: list[str] = [*State, "PROGRESS", "success"]

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from resultstore.errors import ConfigurationError, UnknownOptionError
-from resultstore.options import Options, parse_bool, parse_duration, parse_size
+from resultstore import ConfigurationError, UnknownOptionError
+from resultstore.concepts.options import Options, parse_bool, parse_duration, parse_size
 
 
 @pytest.mark.parametrize(

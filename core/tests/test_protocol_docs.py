@@ -6,7 +6,7 @@ import inspect
 from typing import Protocol
 
 import pytest
-from resultstore import protocols
+from resultstore.plugin import protocols
 
 PROTOCOLS = [
     obj

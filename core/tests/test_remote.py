@@ -11,17 +11,22 @@ import pytest
 from conftest import TempModule
 from hypothesis import given
 from hypothesis import strategies as st
-from resultstore import remote
-from resultstore.codecs import CodecOptions, Serializer
-from resultstore.models import ExceptionInfo, TaskResult
-from resultstore.remote import (
+from resultstore import (
+    ChordPartFailedError,
+    CodecOptions,
+    ExceptionInfo,
+    Serializer,
+    State,
+    TaskResult,
+)
+from resultstore.concepts import remote
+from resultstore.concepts.remote import (
     MAX_CAUSE_DEPTH,
     RemoteError,
     TaskRevokedError,
     describe_exception,
     rebuild_exception,
 )
-from resultstore.states import State
 from resultstore_contract.strategies import exception_infos
 
 
@@ -193,6 +198,26 @@ def test_revoked_is_always_rebuilt_as_itself() -> None:
 
 
 # -- application exceptions ----------------------------------------------------
+
+
+def test_own_exceptions_are_stored_under_their_public_names() -> None:
+    assert describe_exception(TaskRevokedError()).qualified_name == "resultstore.TaskRevokedError"
+    part = ChordPartFailedError("g", 0, "t", "FAILURE", "boom")
+    assert describe_exception(part).qualified_name == "resultstore.ChordPartFailedError"
+
+
+@pytest.mark.parametrize(
+    ("module", "cls", "args"),
+    [
+        ("resultstore.remote", TaskRevokedError, ()),
+        ("resultstore.errors", ChordPartFailedError, ("g", 0, "t", "FAILURE", "x")),
+    ],
+)
+def test_names_stored_before_the_layer_folders_are_still_read(
+    module: str, cls: type[BaseException], args: tuple[Any, ...]
+) -> None:
+    info = ExceptionInfo(type_name=cls.__qualname__, module=module, args=args)
+    assert type(rebuild_exception(info, (ChordPartFailedError,))) is cls
 
 
 def test_an_allow_listed_class_is_rebuilt_as_itself() -> None:

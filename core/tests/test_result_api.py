@@ -12,23 +12,23 @@ from typing import Any
 
 import _result_workers
 import pytest
-from resultstore import ResultStore, connect
-from resultstore.errors import (
+from resultstore import (
+    AsyncResult,
     ChordError,
     ChordPartFailedError,
-    CorruptPayloadError,
-    ResultTimeoutError,
-)
-from resultstore.models import TaskResult, utcnow
-from resultstore.remote import RemoteError, TaskRevokedError
-from resultstore.result import (
-    AsyncResult,
     ChordResult,
+    CorruptPayloadError,
     GroupResult,
+    RemoteError,
+    ResultStore,
+    ResultTimeoutError,
+    State,
+    TaskRevokedError,
     chord_part_done,
+    connect,
     start_chord,
 )
-from resultstore.states import State
+from resultstore.concepts.models import TaskResult, utcnow
 from resultstore_contract.support import wait_until
 
 

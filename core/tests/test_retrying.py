@@ -8,7 +8,7 @@ import time
 
 import pytest
 from resultstore import BackendUnavailableError, ConfigurationError, ResultTimeoutError, Retry
-from resultstore.retrying import Closed, deadline, scrub, time_left
+from resultstore.plugin.retrying import Closed, deadline, scrub, time_left
 
 SECRET = "s3cr%t/pw"
 

@@ -15,20 +15,21 @@ from typing import Any
 
 import _sqlite_workers as workers
 import pytest
-from resultstore import connect
-from resultstore.backends.sqlite import SCHEMA_VERSION, SQLiteBackend
-from resultstore.discovery import find_backend
-from resultstore.errors import (
+from resultstore import (
+    READY_STATES,
     BackendUnavailableError,
     ChordError,
     ConfigurationError,
     CorruptPayloadError,
     InvalidURLError,
+    State,
     UnknownOptionError,
+    build_hooks,
+    connect,
 )
-from resultstore.hooks import build_hooks
-from resultstore.models import ExceptionInfo, Group, TaskResult, utcnow
-from resultstore.states import READY_STATES, State
+from resultstore.backends.sqlite import SCHEMA_VERSION, SQLiteBackend
+from resultstore.concepts.models import ExceptionInfo, Group, TaskResult, utcnow
+from resultstore.plugin.discovery import find_backend
 
 open_backend = workers.open_backend
 

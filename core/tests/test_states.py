@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from hypothesis import given
-from resultstore.states import (
+from resultstore.concepts.states import (
     ALL_STATES,
     EXCEPTION_STATES,
     PROPAGATE_STATES,

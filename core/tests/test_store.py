@@ -9,21 +9,25 @@ from typing import Any
 
 import pytest
 from conftest import FakeClock
-from resultstore import connect, default_url, hookimpl
-from resultstore.backends.memory import MemoryBackend
-from resultstore.codecs import DecodeRequest, EncodeRequest, make_envelope, parse_envelope
-from resultstore.discovery import BackendSpec
-from resultstore.errors import (
+from resultstore import (
+    BackendSpec,
+    ChordOutcome,
     ConfigurationError,
     ResultTooLargeError,
+    State,
+    StoreOutcome,
+    TaskResult,
     UnknownCodecError,
     UnknownOptionError,
     UnsupportedOperationError,
+    connect,
+    default_url,
+    hookimpl,
 )
-from resultstore.models import ChordOutcome, StoreOutcome, TaskResult
-from resultstore.remote import RemoteError, TaskRevokedError, rebuild_exception
-from resultstore.states import State
-from resultstore.store import URL_ENV, ResultStore
+from resultstore.api.store import URL_ENV, ResultStore
+from resultstore.backends.memory import MemoryBackend
+from resultstore.concepts.remote import RemoteError, TaskRevokedError, rebuild_exception
+from resultstore.payloads.codecs import DecodeRequest, EncodeRequest, make_envelope, parse_envelope
 
 
 def shared_url(query: str = "") -> str:

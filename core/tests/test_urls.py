@@ -7,9 +7,8 @@ import urllib.parse
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from resultstore import connect
-from resultstore.errors import ConfigurationError, InvalidURLError, UnknownSchemeError
-from resultstore.urls import BackendURL, parse_url, redact
+from resultstore import ConfigurationError, InvalidURLError, UnknownSchemeError, connect
+from resultstore.concepts.urls import BackendURL, parse_url, redact
 
 # A recognisable prefix, so "the password is not in the text" cannot pass or
 # fail by accident because a short password happens to be part of a host name.

@@ -24,12 +24,12 @@ from resultstore import (
     InvalidStateError,
     ResultStore,
     ResultStoreError,
+    State,
     TaskResult,
     connect,
     connect_async,
 )
-from resultstore.states import State
-from resultstore.validation import MAX_ID_BYTES, check_state, check_task_id
+from resultstore.concepts.validation import MAX_ID_BYTES, check_state, check_task_id
 
 #: ids every backend must take: Celery's uuid4 and ids people choose.
 GOOD_IDS = [
@@ -338,7 +338,7 @@ def _has_non_finite(value: Any) -> bool:
 
 @given(_JSONISH)
 def test_json_refuses_exactly_the_values_holding_nan_or_infinity(value: Any) -> None:
-    from resultstore.codecs import CODECS
+    from resultstore.payloads.codecs import CODECS
 
     dumps = CODECS["json"].dumps
     if _has_non_finite(value):

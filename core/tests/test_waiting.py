@@ -9,22 +9,23 @@ from pathlib import Path
 from typing import cast
 
 import pytest
-from resultstore import ResultStore, connect
-from resultstore.backends.memory import MemoryBackend, MemoryData, MemoryListener
-from resultstore.codecs import Serializer
-from resultstore.config import BackendConfig
-from resultstore.errors import (
+from resultstore import (
+    BackendConfig,
     BackendUnavailableError,
+    Capability,
     CorruptPayloadError,
+    Options,
+    ResultStore,
     ResultStoreError,
     ResultTimeoutError,
+    Serializer,
+    TaskResult,
+    build_hooks,
+    connect,
 )
-from resultstore.hooks import build_hooks
-from resultstore.models import TaskResult
-from resultstore.options import Options
-from resultstore.protocols import Capability
-from resultstore.urls import parse_url
-from resultstore.waiting import Delivery, WaitHub
+from resultstore.api.waiting import Delivery, WaitHub
+from resultstore.backends.memory import MemoryBackend, MemoryData, MemoryListener
+from resultstore.concepts.urls import parse_url
 from resultstore_contract.support import wait_until
 
 

@@ -1,8 +1,8 @@
 """The reference pages written from the code, and the MkDocs hooks that keep them current.
 
-``reference/hooks.md`` comes from :mod:`resultstore.hookspecs`, the command
-reference in ``cli.md`` from :data:`resultstore.cli.main`, and the tree in
-``errors.md`` from :mod:`resultstore.errors` (whose every class needs a section).
+``reference/hooks.md`` comes from :mod:`resultstore.plugin.hookspecs`, the command
+reference in ``cli.md`` from :data:`resultstore.cli.commands.main`, and the tree in
+``errors.md`` from :mod:`resultstore.concepts.errors` (whose every class needs a section).
 They are committed files, so that they read on GitHub too; run this file to
 write them again::
 
@@ -53,7 +53,7 @@ def rst_to_markdown(text: str) -> str:
 
 
 def _hookspecs() -> tuple[Any, list[tuple[Callable[..., Any], dict[str, Any]]]]:
-    from resultstore import hookspecs
+    from resultstore.plugin import hookspecs
 
     marker = f"{hookspecs.PROJECT_NAME}_spec"
     specs = [
@@ -94,12 +94,14 @@ def hooks_page() -> str:
     """The Markdown of the hook reference."""
     hookspecs, specs = _hookspecs()
     if not specs:
-        raise PluginError("resultstore.hookspecs declares no hooks; the reference would be empty")
+        raise PluginError(
+            "resultstore.plugin.hookspecs declares no hooks; the reference would be empty"
+        )
     lines = [
         "# Plugin hooks",
         "",
         "!!! note",
-        f"    Generated from `resultstore/hookspecs.py` by `{REGENERATE}`;",
+        f"    Generated from `resultstore/plugin/hookspecs.py` by `{REGENERATE}`;",
         "    the docs build fails when it is stale.",
         "",
         rst_to_markdown(inspect.getdoc(hookspecs) or ""),
@@ -162,7 +164,7 @@ def _commands(
 
 def cli_reference() -> str:
     """Every command's ``--help``, from the installed click group."""
-    from resultstore.cli import main
+    from resultstore.cli.commands import main
 
     root = click.Context(
         main, info_name="resultstore", terminal_width=HELP_WIDTH, max_content_width=HELP_WIDTH
@@ -186,15 +188,15 @@ def cli_reference() -> str:
 
 
 def _error_classes() -> list[type[BaseException]]:
-    from resultstore import errors
+    from resultstore.concepts import errors
 
     # Definition order (vars keeps it), not the alphabetical order of __all__.
     return [cls for name, cls in vars(errors).items() if name in errors.__all__]
 
 
 def error_tree() -> str:
-    """The hierarchy of :mod:`resultstore.errors` as an indented text tree."""
-    from resultstore.errors import ResultStoreError
+    """The hierarchy of :mod:`resultstore.concepts.errors` as an indented text tree."""
+    from resultstore import ResultStoreError
 
     ours = _error_classes()
 

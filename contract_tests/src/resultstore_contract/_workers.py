@@ -16,8 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
-from resultstore import ResultStore
-from resultstore.models import ChordOutcome, StoreOutcome, TaskResult
+from resultstore import ChordOutcome, ResultStore, StoreOutcome, TaskResult
 
 __all__ = ["chord_parts", "run_in_processes", "store_batches", "store_results", "store_sequence"]
 

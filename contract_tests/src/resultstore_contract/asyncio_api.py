@@ -14,13 +14,21 @@ from typing import Any, TypeVar
 
 import pytest
 import resultstore
-from resultstore import ResultStore, ResultTimeoutError, hookimpl
-from resultstore.aio import AsyncResultStore, connect_async
-from resultstore.backends.threaded import ThreadedAsyncBackend
-from resultstore.codecs import DecodeRequest
-from resultstore.models import StoreOutcome, TaskResult
-from resultstore.protocols import AsyncResultBackend, Capability
-from resultstore.states import READY_STATES, State
+from resultstore import (
+    READY_STATES,
+    AsyncResultBackend,
+    AsyncResultStore,
+    Capability,
+    ResultStore,
+    ResultTimeoutError,
+    State,
+    StoreOutcome,
+    TaskResult,
+    ThreadedAsyncBackend,
+    connect_async,
+    hookimpl,
+)
+from resultstore.payloads.codecs import DecodeRequest
 
 from resultstore_contract.support import (
     ContractBase,
@@ -62,7 +70,7 @@ class _PayloadHeaders:
 
 
 class AsyncContract(ContractBase):
-    """``resultstore.aio`` over the store under test, next to the sync API."""
+    """``resultstore.api.aio`` over the store under test, next to the sync API."""
 
     def test_async_and_sync_apis_share_one_store(
         self, store: ResultStore, connect_async_store: AsyncConnect, new_id: IdFactory

@@ -1,6 +1,6 @@
 """Bad input: damaged or hostile payloads in the store, and results that cannot be stored.
 
-Each gives the documented error from :mod:`resultstore.errors`, leaves the
+Each gives the documented error from :mod:`resultstore.concepts.errors`, leaves the
 store usable, and never runs code or imports a module named by the payload.
 """
 
@@ -17,18 +17,20 @@ from typing import Any
 
 import pytest
 from resultstore import (
+    Capability,
+    ChordState,
     CorruptPayloadError,
     DecodeError,
     EncodeError,
+    ExceptionInfo,
     ResultStore,
     ResultTooLargeError,
+    State,
+    TaskResult,
     UnknownCodecError,
     UnsafeCodecError,
 )
-from resultstore.models import ChordState, ExceptionInfo, TaskResult
-from resultstore.protocols import Capability
-from resultstore.remote import RemoteError, rebuild_exception
-from resultstore.states import State
+from resultstore.concepts.remote import RemoteError, rebuild_exception
 
 from resultstore_contract.support import (
     ContractBase,

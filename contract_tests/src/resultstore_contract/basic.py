@@ -12,10 +12,18 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pytest
-from resultstore import ChordError, ResultStore
-from resultstore.models import ChordState, ExceptionInfo, Group, StoreOutcome, TaskResult
-from resultstore.protocols import Capability
-from resultstore.states import READY_STATES, State
+from resultstore import (
+    READY_STATES,
+    Capability,
+    ChordError,
+    ChordState,
+    ExceptionInfo,
+    Group,
+    ResultStore,
+    State,
+    StoreOutcome,
+    TaskResult,
+)
 
 from resultstore_contract._workers import run_in_processes, store_results
 from resultstore_contract.support import ContractBase, Expiring, IdFactory, StoreFactory, requires
@@ -73,7 +81,7 @@ def _gone_after(expiring: Expiring, expires: float, read: Callable[[], object]) 
 
 
 class BasicContract(ContractBase):
-    """One test per rule of :class:`resultstore.protocols.ResultBackend` and friends."""
+    """One test per rule of :class:`resultstore.ResultBackend` and friends."""
 
     # -- results -------------------------------------------------------------
 

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import random
 
-from resultstore import ResultStore
-from resultstore.models import TaskResult
-from resultstore.states import State
+from resultstore import ResultStore, State, TaskResult
 
 from resultstore_contract.support import ContractBase, IdFactory
 

@@ -325,7 +325,7 @@ def _environment(name: str, value: str) -> Iterator[None]:
 
 
 def _scrubber(url: str) -> tuple[str, str | None]:
-    from resultstore.urls import parse_url, redact
+    from resultstore.concepts.urls import parse_url, redact
 
     try:
         password = parse_url(url).password
@@ -348,8 +348,7 @@ def _shares(url: str) -> bool:
     which connects lazily really reached its server.
     """
     import resultstore
-    from resultstore.models import TaskResult
-    from resultstore.states import State
+    from resultstore import State, TaskResult
 
     task_id = f"resultstore-check-{uuid.uuid4().hex}"
     with resultstore.connect(url) as writer, resultstore.connect(url) as reader:
@@ -368,7 +367,7 @@ def _suite_url(url: str) -> tuple[str | None, str]:
     whose connections each get their own is given a fresh name per check
     through the suite's ``{unique}`` placeholder.
     """
-    from resultstore.urls import parse_url
+    from resultstore.concepts.urls import parse_url
 
     with tempfile.TemporaryDirectory(prefix="resultstore-check-") as tmp:
         try:

@@ -1,6 +1,6 @@
 """Recoverable chord completion: the store remembers whether a chord's body was sent.
 
-Optional (:class:`~resultstore.protocols.SupportsChordBody`): a backend
+Optional (:class:`~resultstore.SupportsChordBody`): a backend
 without it is skipped here, and its stores answer "nothing to recover".
 """
 
@@ -10,10 +10,7 @@ import threading
 import time
 
 import pytest
-from resultstore import ResultStore
-from resultstore.models import ChordOutcome, TaskResult
-from resultstore.protocols import Capability, SupportsChordBody
-from resultstore.states import State
+from resultstore import Capability, ChordOutcome, ResultStore, State, SupportsChordBody, TaskResult
 
 from resultstore_contract.support import ContractBase, IdFactory, requires
 

@@ -17,10 +17,16 @@ import time
 from collections.abc import Callable
 
 import pytest
-from resultstore import ChordError, ResultStore
-from resultstore.models import ChordState, ExceptionInfo, StoreOutcome, TaskResult
-from resultstore.protocols import Capability
-from resultstore.states import State
+from resultstore import (
+    Capability,
+    ChordError,
+    ChordState,
+    ExceptionInfo,
+    ResultStore,
+    State,
+    StoreOutcome,
+    TaskResult,
+)
 
 from resultstore_contract.support import ContractBase, Expiring, IdFactory, requires
 

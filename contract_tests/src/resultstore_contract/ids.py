@@ -12,10 +12,7 @@ sensible id alphabet.
 
 from __future__ import annotations
 
-from resultstore import ResultStore
-from resultstore.models import ChordState, Group, StoreOutcome, TaskResult
-from resultstore.protocols import Capability
-from resultstore.states import State
+from resultstore import Capability, ChordState, Group, ResultStore, State, StoreOutcome, TaskResult
 
 from resultstore_contract.support import ContractBase, IdFactory, requires
 

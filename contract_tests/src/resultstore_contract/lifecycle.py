@@ -29,15 +29,15 @@ from typing import Any
 
 import pytest
 from resultstore import (
+    AsyncResultStore,
     BackendUnavailableError,
+    Capability,
     ResultStore,
     ResultStoreError,
     ResultTimeoutError,
+    State,
 )
-from resultstore.aio import AsyncResultStore
-from resultstore.models import Group, TaskResult, utcnow
-from resultstore.protocols import Capability
-from resultstore.states import State
+from resultstore.concepts.models import Group, TaskResult, utcnow
 
 from resultstore_contract.support import (
     ContractBase,

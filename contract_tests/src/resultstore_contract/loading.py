@@ -25,9 +25,9 @@ __all__ = ["LoadingContract", "entry_point_problems"]
 _PROBE = """
 import json, sys
 import resultstore
-from resultstore.discovery import find_backend
-from resultstore.errors import UnknownSchemeError
-from resultstore.hooks import build_hooks
+from resultstore.plugin.discovery import find_backend
+from resultstore import UnknownSchemeError
+from resultstore import build_hooks
 
 hooks = build_hooks()
 before = set(sys.modules)

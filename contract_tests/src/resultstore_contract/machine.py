@@ -26,10 +26,17 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from resultstore import ChordError, ResultStore
-from resultstore.models import ChordOutcome, ChordState, Group, StoreOutcome, TaskResult
-from resultstore.protocols import Capability
-from resultstore.states import READY_STATES
+from resultstore import (
+    READY_STATES,
+    Capability,
+    ChordError,
+    ChordOutcome,
+    ChordState,
+    Group,
+    ResultStore,
+    StoreOutcome,
+    TaskResult,
+)
 
 from resultstore_contract.strategies import json_values, msgpack_values, task_ids, task_results
 from resultstore_contract.support import ContractBase, ManualClock, StoreFactory, contract_settings

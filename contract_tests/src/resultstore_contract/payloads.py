@@ -17,9 +17,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from resultstore import ResultStore
-from resultstore.models import TaskResult
-from resultstore.states import State
+from resultstore import ResultStore, State, TaskResult
 
 from resultstore_contract.support import ContractBase, IdFactory, StoreFactory
 

@@ -100,7 +100,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "requires(*capabilities): skip the test unless the backend under test declares "
-        "every resultstore.protocols.Capability named",
+        "every resultstore.plugin.protocols.Capability named",
     )
     name = os.environ.get(PROFILE_ENV)
     if name:
@@ -119,7 +119,7 @@ def _resultstore_requires(request: pytest.FixtureRequest) -> None:
     markers = list(request.node.iter_markers("requires"))
     if not markers:
         return
-    from resultstore.protocols import Capability
+    from resultstore import Capability
 
     # Only Capability arguments are ours: another plugin's ``requires`` marker is left alone.
     needed = [cap for marker in markers for cap in marker.args if isinstance(cap, Capability)]
@@ -185,9 +185,9 @@ def clock_option(
 
 def declared_clock_option(url: str, plugins: Sequence[object] = ()) -> str | None:
     """The clock option the backend serving ``url`` declares in its spec (None if none)."""
-    from resultstore.discovery import find_backend
-    from resultstore.hooks import build_hooks
-    from resultstore.urls import parse_url
+    from resultstore import build_hooks
+    from resultstore.concepts.urls import parse_url
+    from resultstore.plugin.discovery import find_backend
 
     spec = find_backend(parse_url(url).scheme, build_hooks(plugins))
     declared = getattr(spec, "clock_option", None)

@@ -14,10 +14,17 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from resultstore import ResultStore
-from resultstore.models import ChordOutcome, ChordState, ExceptionInfo, StoreOutcome, TaskResult
-from resultstore.protocols import Capability
-from resultstore.states import READY_STATES, State
+from resultstore import (
+    READY_STATES,
+    Capability,
+    ChordOutcome,
+    ChordState,
+    ExceptionInfo,
+    ResultStore,
+    State,
+    StoreOutcome,
+    TaskResult,
+)
 
 from resultstore_contract._workers import (
     chord_parts,

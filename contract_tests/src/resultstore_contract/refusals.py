@@ -16,11 +16,17 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from resultstore import ResultStore
-from resultstore.aio import connect_async
-from resultstore.models import ExceptionInfo, StoreOutcome, TaskResult
-from resultstore.protocols import Capability, SupportsCarriedResults, SupportsPush
-from resultstore.states import State
+from resultstore import (
+    Capability,
+    ExceptionInfo,
+    ResultStore,
+    State,
+    StoreOutcome,
+    SupportsCarriedResults,
+    SupportsPush,
+    TaskResult,
+    connect_async,
+)
 
 from resultstore_contract.support import (
     ContractBase,

@@ -14,10 +14,8 @@ from typing import Any, cast
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from resultstore.models import Group, TaskResult
-from resultstore.protocols import Capability, SupportsGroups
-from resultstore.remote import RemoteError, rebuild_exception
-from resultstore.states import State
+from resultstore import Capability, Group, State, SupportsGroups, TaskResult
+from resultstore.concepts.remote import RemoteError, rebuild_exception
 
 from resultstore_contract.strategies import (
     aware_datetimes,

@@ -12,9 +12,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, TypeVar, cast
 
 from hypothesis import strategies as st
-from resultstore.converters import MODELS
-from resultstore.models import ChordState, ExceptionInfo, Group, TaskResult
-from resultstore.states import State
+from resultstore import ChordState, ExceptionInfo, Group, State, TaskResult
+from resultstore.concepts.converters import MODELS
 
 __all__ = [
     "MODEL_STRATEGIES",
@@ -247,7 +246,7 @@ MODEL_STRATEGIES: Mapping[type[Any], Callable[[], st.SearchStrategy[Any]]] = {
 
 @_built_once
 def models() -> st.SearchStrategy[Any]:
-    """An instance of any class in :data:`resultstore.converters.MODELS`."""
+    """An instance of any class in :data:`resultstore.concepts.converters.MODELS`."""
     missing = [cls.__name__ for cls in MODELS if cls not in MODEL_STRATEGIES]
     if missing:
         raise LookupError(

@@ -18,11 +18,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import attrs
 import pytest
 from hypothesis import HealthCheck, settings
-from resultstore import ResultStore
-from resultstore.protocols import Capability
+from resultstore import Capability, ResultStore
 
 if TYPE_CHECKING:
-    from resultstore.aio import AsyncResultStore
+    from resultstore import AsyncResultStore
 
 __all__ = [
     "ContractBase",
@@ -206,7 +205,7 @@ class ContractBase:
         """An asyncio client of the same store as the ``store`` fixture (call in a loop)."""
 
         async def connect() -> AsyncResultStore:
-            from resultstore.aio import connect_async
+            from resultstore import connect_async
 
             return await connect_async(resultstore_url, plugins=store_plugins, **store_options)
 

@@ -21,10 +21,8 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-from resultstore import ResultStore
-from resultstore.models import TaskResult, utcnow
-from resultstore.protocols import Capability
-from resultstore.states import State
+from resultstore import Capability, ResultStore, State
+from resultstore.concepts.models import TaskResult, utcnow
 
 from resultstore_contract.machine import run_machine
 from resultstore_contract.support import ContractBase, Expiring, IdFactory, StoreFactory

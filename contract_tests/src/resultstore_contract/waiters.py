@@ -20,10 +20,16 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 import pytest
-from resultstore import ResultStore, ResultTimeoutError
-from resultstore.models import ExceptionInfo, TaskResult
-from resultstore.protocols import Capability, PushListener, SupportsPush
-from resultstore.states import State
+from resultstore import (
+    Capability,
+    ExceptionInfo,
+    PushListener,
+    ResultStore,
+    ResultTimeoutError,
+    State,
+    SupportsPush,
+    TaskResult,
+)
 
 from resultstore_contract._workers import run_in_processes, store_results
 from resultstore_contract.support import (

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import importlib.metadata
 
-from resultstore.aio import AsyncResultStore, connect_async
-from resultstore.codecs import CodecOptions, Serializer
-from resultstore.discovery import BackendSpec
-from resultstore.errors import (
+from resultstore.api.aio import AsyncResultStore, connect_async
+from resultstore.api.result import (
+    AsyncResult,
+    ChordResult,
+    GroupResult,
+    chord_part_done,
+    start_chord,
+)
+from resultstore.api.store import ResultStore, connect, default_url
+from resultstore.backends.keyvalue import KeyValueBackend
+from resultstore.backends.threaded import ThreadedAsyncBackend
+from resultstore.concepts.errors import (
     BackendUnavailableError,
     ChordError,
     ChordPartFailedError,
@@ -29,9 +37,7 @@ from resultstore.errors import (
     UnsafeCodecError,
     UnsupportedOperationError,
 )
-from resultstore.hooks import Hooks, build_hooks
-from resultstore.hookspecs import hookimpl
-from resultstore.models import (
+from resultstore.concepts.models import (
     ChordOutcome,
     ChordState,
     ExceptionInfo,
@@ -39,24 +45,40 @@ from resultstore.models import (
     StoreOutcome,
     TaskResult,
 )
-from resultstore.protocols import Capability
-from resultstore.remote import RemoteError, TaskRevokedError
-from resultstore.result import (
-    AsyncResult,
-    ChordResult,
-    GroupResult,
-    chord_part_done,
-    start_chord,
-)
-from resultstore.retrying import Retry
-from resultstore.states import (
+from resultstore.concepts.options import Options
+from resultstore.concepts.remote import RemoteError, TaskRevokedError
+from resultstore.concepts.states import (
     EXCEPTION_STATES,
     PROPAGATE_STATES,
     READY_STATES,
     UNREADY_STATES,
     State,
 )
-from resultstore.store import ResultStore, connect, default_url
+from resultstore.concepts.urls import BackendURL
+from resultstore.payloads.codecs import CodecOptions, Serializer
+from resultstore.plugin.config import BackendConfig
+from resultstore.plugin.discovery import BackendSpec
+from resultstore.plugin.hooks import Hooks, build_hooks
+from resultstore.plugin.hookspecs import hookimpl
+from resultstore.plugin.protocols import (
+    AsyncResultBackend,
+    Capability,
+    KeyValueStore,
+    PushListener,
+    ResultBackend,
+    SupportsBatchStore,
+    SupportsBulkGet,
+    SupportsCarriedResults,
+    SupportsChordBody,
+    SupportsChords,
+    SupportsCleanup,
+    SupportsGroups,
+    SupportsNativeAsync,
+    SupportsPush,
+    SupportsReplyTo,
+    SupportsWake,
+)
+from resultstore.plugin.retrying import Closed, Retry
 
 __version__ = importlib.metadata.version("resultstore")
 
@@ -66,8 +88,11 @@ __all__ = [
     "READY_STATES",
     "UNREADY_STATES",
     "AsyncResult",
+    "AsyncResultBackend",
     "AsyncResultStore",
+    "BackendConfig",
     "BackendSpec",
+    "BackendURL",
     "BackendUnavailableError",
     "Capability",
     "ChordError",
@@ -75,6 +100,7 @@ __all__ = [
     "ChordPartFailedError",
     "ChordResult",
     "ChordState",
+    "Closed",
     "CodecOptions",
     "ConfigurationError",
     "CorruptPayloadError",
@@ -88,8 +114,13 @@ __all__ = [
     "InvalidInputError",
     "InvalidStateError",
     "InvalidURLError",
+    "KeyValueBackend",
+    "KeyValueStore",
+    "Options",
     "PayloadError",
+    "PushListener",
     "RemoteError",
+    "ResultBackend",
     "ResultStore",
     "ResultStoreError",
     "ResultTimeoutError",
@@ -98,8 +129,20 @@ __all__ = [
     "Serializer",
     "State",
     "StoreOutcome",
+    "SupportsBatchStore",
+    "SupportsBulkGet",
+    "SupportsCarriedResults",
+    "SupportsChordBody",
+    "SupportsChords",
+    "SupportsCleanup",
+    "SupportsGroups",
+    "SupportsNativeAsync",
+    "SupportsPush",
+    "SupportsReplyTo",
+    "SupportsWake",
     "TaskResult",
     "TaskRevokedError",
+    "ThreadedAsyncBackend",
     "UnknownCodecError",
     "UnknownOptionError",
     "UnknownSchemeError",

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import resultstore
 from resultstore import BackendUnavailableError, State, TaskResult
-from resultstore.models import Group, utcnow
+from resultstore.concepts.models import Group, utcnow
 
 
 def test_every_call_after_close_raises_backend_unavailable(tmp_path: Path) -> None:

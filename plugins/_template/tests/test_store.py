@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 import resultstore
-from resultstore.errors import BackendUnavailableError, CorruptPayloadError, InvalidURLError
-from resultstore.states import State
+from resultstore import BackendUnavailableError, CorruptPayloadError, InvalidURLError, State
 from resultstore_template import FileKeyValueStore
 
 

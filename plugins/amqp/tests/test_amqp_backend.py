@@ -11,11 +11,17 @@ from typing import Any, cast
 
 import pytest
 import resultstore
-from resultstore import ResultStore
-from resultstore.errors import ConfigurationError, InvalidURLError, UnsupportedOperationError
-from resultstore.models import StoreOutcome, TaskResult
-from resultstore.protocols import Capability, SupportsReplyTo
-from resultstore.states import State
+from resultstore import (
+    Capability,
+    ConfigurationError,
+    InvalidURLError,
+    ResultStore,
+    State,
+    StoreOutcome,
+    SupportsReplyTo,
+    TaskResult,
+    UnsupportedOperationError,
+)
 from resultstore_amqp.backend import AmqpBackend
 from resultstore_amqp.reader import H_EXPIRES, H_OVERWRITE, H_SENT, H_STATE, BacklogLimitError
 from resultstore_amqp.settings import AmqpSettings
@@ -248,8 +254,8 @@ def test_direct_reply_to(connect: Any) -> None:
 
 
 def test_rpc_and_amqps_urls_and_their_defaults() -> None:
-    from resultstore.options import Options
-    from resultstore.urls import parse_url
+    from resultstore import Options
+    from resultstore.concepts.urls import parse_url
 
     def settings(url: str, **options: Any) -> AmqpSettings:
         return AmqpSettings.take_from(parse_url(url), Options(options, source=url), 60.0)
@@ -290,7 +296,7 @@ def test_unknown_option_and_bad_url_errors_hide_the_password() -> None:
 
 
 def test_an_unreachable_broker_is_a_clear_error_without_the_password() -> None:
-    from resultstore.errors import BackendUnavailableError
+    from resultstore import BackendUnavailableError
     from resultstore_contract.servers import LOOPBACK, free_port
 
     url = f"amqp://guest:s3cret@{LOOPBACK}:{free_port()}//"

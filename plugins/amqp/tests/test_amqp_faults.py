@@ -10,10 +10,7 @@ from typing import Any, cast
 
 import pytest
 import resultstore
-from resultstore import ResultStore, ResultTimeoutError
-from resultstore.errors import BackendUnavailableError
-from resultstore.models import TaskResult
-from resultstore.states import State
+from resultstore import BackendUnavailableError, ResultStore, ResultTimeoutError, State, TaskResult
 from resultstore_amqp.backend import AmqpBackend
 from resultstore_contract.servers import RabbitMQNode, start_rabbitmq_node
 from resultstore_contract.support import wait_until

@@ -16,11 +16,11 @@ from resultstore import (
     BackendUnavailableError,
     ConfigurationError,
     InvalidURLError,
+    State,
+    TaskResult,
     UnknownOptionError,
 )
-from resultstore.codecs import MAGIC
-from resultstore.models import TaskResult
-from resultstore.states import State
+from resultstore.payloads.codecs import MAGIC
 from resultstore_cassandra.backend import CassandraBackend
 from resultstore_cassandra.client import parse_replication
 from resultstore_contract.servers import Server, free_port

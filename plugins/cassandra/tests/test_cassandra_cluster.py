@@ -20,9 +20,7 @@ from collections.abc import Callable
 
 import pytest
 import resultstore
-from resultstore import ResultStore
-from resultstore.models import TaskResult
-from resultstore.states import State
+from resultstore import ResultStore, State, TaskResult
 from resultstore_contract import BasicContract
 from resultstore_contract.servers import CassandraCluster, cql_query
 

@@ -13,9 +13,7 @@ from pathlib import Path
 
 import pytest
 import resultstore
-from resultstore import BackendUnavailableError, ResultStore, ResultTimeoutError
-from resultstore.models import TaskResult
-from resultstore.states import State
+from resultstore import BackendUnavailableError, ResultStore, ResultTimeoutError, State, TaskResult
 from resultstore_contract.servers import CassandraNode, start_cassandra_node
 
 #: seconds a call may overrun its timeout (thread start, a busy 2-core machine).

@@ -20,7 +20,7 @@ import bridge_app
 import pytest
 from celery import chord, group  # type: ignore[import-untyped]  # untyped
 from conftest import TESTS, start_worker
-from resultstore.errors import ConfigurationError
+from resultstore import ConfigurationError
 from resultstore_celery.settings import settings_from
 from resultstore_contract.servers import Server
 

@@ -1,7 +1,7 @@
 """Celery workflows end to end: a real worker, a real Redis broker, the bridge as result backend.
 
 Every test here runs real tasks through ``celery worker``; ``bridge`` runs
-it once per store (SQLite, resultstore-redis, MongoDB when installed).
+it once per store (SQLite, resultstore-redis, MongoDB and PostgreSQL when installed).
 """
 
 from __future__ import annotations

@@ -12,8 +12,13 @@ from typing import Any
 
 import pytest
 import resultstore
-from resultstore import ConfigurationError, InvalidURLError, ResultStore, UnknownOptionError
-from resultstore.models import TaskResult
+from resultstore import (
+    ConfigurationError,
+    InvalidURLError,
+    ResultStore,
+    TaskResult,
+    UnknownOptionError,
+)
 from resultstore_contract.servers import Server
 from resultstore_contract.servers._search import http_json
 from resultstore_elasticsearch.backend import SearchBackend

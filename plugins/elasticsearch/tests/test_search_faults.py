@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 import resultstore
-from resultstore import BackendUnavailableError, ResultStore
-from resultstore.models import StoreOutcome, TaskResult
+from resultstore import BackendUnavailableError, ResultStore, StoreOutcome, TaskResult
 from resultstore_contract._workers import run_in_processes
 from resultstore_contract.servers import Server, free_port
 from resultstore_contract.servers._search import SearchNode

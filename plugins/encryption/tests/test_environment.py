@@ -8,7 +8,7 @@ import pytest
 import resultstore
 from encryption_support import raw_result
 from resultstore import ConfigurationError, build_hooks
-from resultstore.codecs import parse_envelope
+from resultstore.payloads.codecs import parse_envelope
 from resultstore_encryption import (
     KEYS_ENV,
     REQUIRE_ENV,

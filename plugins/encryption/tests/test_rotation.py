@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from encryption_support import connect, raw_result
 from resultstore import UnknownCodecError
-from resultstore.codecs import parse_envelope
+from resultstore.payloads.codecs import parse_envelope
 from resultstore_encryption import (
     Encryption,
     Keyring,

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from encryption_support import connect, memory, raw_result
 from resultstore import ResultTooLargeError, State, TaskResult
-from resultstore.codecs import CodecOptions, encode_payload, parse_envelope
+from resultstore.payloads.codecs import CodecOptions, encode_payload, parse_envelope
 from resultstore_encryption import Encryption
 from resultstore_encryption.plugin import NONCE_SIZE, TAG_SIZE
 

@@ -17,17 +17,19 @@ import pytest
 import resultstore
 from click.testing import CliRunner
 from pymemcache.client.base import Client  # type: ignore[import-untyped]
-from resultstore import Capability, State, TaskResult
-from resultstore.cli import main as cli
-from resultstore.errors import (
+from resultstore import (
     BackendUnavailableError,
+    Capability,
     ChordError,
     ConfigurationError,
     CorruptPayloadError,
     InvalidURLError,
     ResultTooLargeError,
+    State,
+    TaskResult,
     UnknownOptionError,
 )
+from resultstore.cli.commands import main as cli
 from resultstore_contract.servers import Server, start_memcached
 from resultstore_memcached.client import MAX_RELATIVE_EXPTIME, exptime
 from resultstore_memcached.errors import ItemTooLargeError

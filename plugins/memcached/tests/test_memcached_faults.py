@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 import resultstore
-from resultstore import State, TaskResult
-from resultstore.errors import BackendUnavailableError, ChordError, ResultTimeoutError
+from resultstore import BackendUnavailableError, ChordError, ResultTimeoutError, State, TaskResult
 from resultstore_contract.servers import Server, start_memcached, start_memcached_ring
 from resultstore_memcached.backend import MemcachedBackend
 

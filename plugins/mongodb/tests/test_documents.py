@@ -12,8 +12,7 @@ import pytest
 from bson.raw_bson import RawBSONDocument
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from resultstore.codecs import CodecOptions, Serializer
-from resultstore.models import Group, TaskResult
+from resultstore import CodecOptions, Group, Serializer, TaskResult
 from resultstore_contract.strategies import aware_datetimes, groups, json_values, task_results
 from resultstore_mongodb.documents import CODEC_OPTIONS, Documents, bson_safe, split_datetime
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import resultstore
 from resultstore import BackendUnavailableError, ResultTimeoutError
-from resultstore.models import Group, utcnow
+from resultstore.concepts.models import Group, utcnow
 from resultstore_contract.servers import Server, start_mongodb
 from resultstore_mongodb.backend import MongoBackend
 

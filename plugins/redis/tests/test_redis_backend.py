@@ -13,12 +13,14 @@ from pathlib import Path
 import pytest
 import redis
 import resultstore
-from resultstore import Capability, State, TaskResult
-from resultstore.errors import (
+from resultstore import (
     BackendUnavailableError,
+    Capability,
     ConfigurationError,
     InvalidURLError,
     ResultStoreError,
+    State,
+    TaskResult,
 )
 from resultstore_contract.servers import Server, start_redis
 from resultstore_redis.backend import RedisBackend
@@ -281,7 +283,7 @@ def test_native_asyncio_twin(redis_server: Server) -> None:
 
 
 async def _native_asyncio_twin(redis_server: Server) -> None:
-    from resultstore.aio import connect_async
+    from resultstore import connect_async
 
     async with await connect_async(redis_server.url, key_prefix=_prefix()) as store:
         assert store.native

@@ -1,2 +1,2 @@
 """The built-in backends: ``memory://`` (reference), ``sqlite://`` (embedded
-default), and the generic :class:`~resultstore.backends.keyvalue.KeyValueBackend`."""
+default), and the generic :class:`~resultstore.KeyValueBackend`."""

@@ -1,4 +1,4 @@
-"""A full backend built from any :class:`~resultstore.protocols.KeyValueStore`, plus
+"""A full backend built from any :class:`~resultstore.KeyValueStore`, plus
 :class:`DictKeyValueStore`, the in-process store that shows a third party what to write.
 
 Every key starts with the backend's ``prefix`` (default ``resultstore:``)::
@@ -31,20 +31,20 @@ from urllib.parse import quote, unquote
 
 import attrs
 
-from resultstore.codecs import Serializer
-from resultstore.config import DEFAULT_EXPIRES, BackendConfig
-from resultstore.errors import (
+from resultstore.concepts.errors import (
     BackendUnavailableError,
     ChordError,
     ConfigurationError,
     CorruptPayloadError,
     UnsupportedOperationError,
 )
-from resultstore.models import ChordOutcome, ChordState, Group, StoreOutcome, TaskResult
-from resultstore.protocols import Capability, KeyValueStore, PushListener, SupportsPush
-from resultstore.retrying import Closed
-from resultstore.states import READY_STATES, state_from_str
-from resultstore.validation import check_group_id, check_task_id, check_task_ids
+from resultstore.concepts.models import ChordOutcome, ChordState, Group, StoreOutcome, TaskResult
+from resultstore.concepts.states import READY_STATES, state_from_str
+from resultstore.concepts.validation import check_group_id, check_task_id, check_task_ids
+from resultstore.payloads.codecs import Serializer
+from resultstore.plugin.config import DEFAULT_EXPIRES, BackendConfig
+from resultstore.plugin.protocols import Capability, KeyValueStore, PushListener, SupportsPush
+from resultstore.plugin.retrying import Closed
 
 __all__ = [
     "DEFAULT_PREFIX",
@@ -109,7 +109,7 @@ class SupportsPurgeExpired(Protocol):
 
 
 class KeyListener:
-    """A :class:`~resultstore.protocols.PushListener` over task ids, on top of a
+    """A :class:`~resultstore.PushListener` over task ids, on top of a
     key-value store's listener, which hears the *keys* that were written.
 
     A store that declares PUSH implements ``listener()`` returning a listener
@@ -500,7 +500,7 @@ class _Item:
 
 
 class DictKeyValueStore:
-    """A thread-safe in-process :class:`~resultstore.protocols.KeyValueStore`.
+    """A thread-safe in-process :class:`~resultstore.KeyValueStore`.
 
     It is the reference for third-party stores: each method below is one
     atomic step (here, under one lock), which is all :class:`KeyValueBackend`

@@ -18,13 +18,13 @@ from typing import Any, cast
 
 import attrs
 
-from resultstore.codecs import Serializer
-from resultstore.config import BackendConfig
-from resultstore.errors import ChordError
-from resultstore.models import ChordOutcome, ChordState, Group, StoreOutcome, TaskResult
-from resultstore.protocols import Capability
-from resultstore.retrying import Closed
-from resultstore.states import READY_STATES
+from resultstore.concepts.errors import ChordError
+from resultstore.concepts.models import ChordOutcome, ChordState, Group, StoreOutcome, TaskResult
+from resultstore.concepts.states import READY_STATES
+from resultstore.payloads.codecs import Serializer
+from resultstore.plugin.config import BackendConfig
+from resultstore.plugin.protocols import Capability
+from resultstore.plugin.retrying import Closed
 
 __all__ = ["MemoryBackend", "MemoryData", "MemoryListener"]
 
@@ -134,7 +134,7 @@ def _shared(name: str) -> MemoryData:
 
 
 class MemoryBackend:
-    """The reference implementation of every protocol in :mod:`resultstore.protocols`."""
+    """The reference implementation of every protocol in :mod:`resultstore.plugin.protocols`."""
 
     capabilities = frozenset(
         {

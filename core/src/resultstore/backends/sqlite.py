@@ -20,13 +20,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from resultstore.codecs import Serializer
-from resultstore.config import BackendConfig
-from resultstore.errors import BackendUnavailableError, ChordError, InvalidURLError
-from resultstore.models import ChordOutcome, ChordState, Group, StoreOutcome, TaskResult
-from resultstore.protocols import Capability
-from resultstore.states import READY_STATES, state_from_str
-from resultstore.urls import BackendURL, parse_url
+from resultstore.concepts.errors import BackendUnavailableError, ChordError, InvalidURLError
+from resultstore.concepts.models import ChordOutcome, ChordState, Group, StoreOutcome, TaskResult
+from resultstore.concepts.states import READY_STATES, state_from_str
+from resultstore.concepts.urls import BackendURL, parse_url
+from resultstore.payloads.codecs import Serializer
+from resultstore.plugin.config import BackendConfig
+from resultstore.plugin.protocols import Capability
 
 __all__ = ["SCHEMA_VERSION", "SQLiteBackend", "database_path", "missing_database"]
 

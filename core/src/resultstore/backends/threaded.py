@@ -1,4 +1,4 @@
-"""An :class:`~resultstore.protocols.AsyncResultBackend` that drives any sync backend in threads.
+"""An :class:`~resultstore.AsyncResultBackend` that drives any sync backend in threads.
 
 Backends whose client library has no asyncio API get their asyncio twin
 from here: every call runs in a small thread pool, so the event loop never
@@ -15,9 +15,9 @@ import functools
 from collections.abc import Callable, Sequence
 from typing import TypeVar, cast
 
-from resultstore.errors import BackendUnavailableError
-from resultstore.models import StoreOutcome, TaskResult
-from resultstore.protocols import Capability, ResultBackend, SupportsBulkGet
+from resultstore.concepts.errors import BackendUnavailableError
+from resultstore.concepts.models import StoreOutcome, TaskResult
+from resultstore.plugin.protocols import Capability, ResultBackend, SupportsBulkGet
 
 __all__ = ["DEFAULT_MAX_WORKERS", "ThreadedAsyncBackend"]
 
@@ -32,7 +32,7 @@ class ThreadedAsyncBackend:
 
     ``close()`` shuts down the pool it made (not one passed in) and closes
     the sync backend only when ``close_backend`` is true: usually a
-    :class:`~resultstore.store.ResultStore` owns that backend and closes it.
+    :class:`~resultstore.ResultStore` owns that backend and closes it.
     """
 
     def __init__(

@@ -14,10 +14,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from resultstore.backends.keyvalue import KeyValueBackend
-from resultstore.config import BackendConfig
-from resultstore.errors import InvalidURLError
-from resultstore.urls import BackendURL
+from resultstore import BackendConfig, BackendURL, InvalidURLError, KeyValueBackend
 
 from resultstore_template.store import Clock, FileKeyValueStore
 

@@ -1,4 +1,4 @@
-"""A :class:`~resultstore.protocols.KeyValueStore` over a folder: one file per key.
+"""A :class:`~resultstore.KeyValueStore` over a folder: one file per key.
 
 Readers never lock: every write goes to a temporary file that ``os.replace``
 renames over the key's file, so a reader sees the old value or the new one,
@@ -22,8 +22,7 @@ from pathlib import Path
 from urllib.parse import quote, unquote
 
 import attrs
-from resultstore.errors import BackendUnavailableError, CorruptPayloadError
-from resultstore.protocols import Capability
+from resultstore import BackendUnavailableError, Capability, CorruptPayloadError
 
 __all__ = ["Clock", "FileKeyValueStore"]
 

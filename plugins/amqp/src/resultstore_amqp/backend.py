@@ -23,11 +23,15 @@ from typing import Any
 import amqp  # type: ignore[import-untyped]  # py-amqp ships no type information
 import kombu.connection
 import kombu.exceptions
-from resultstore.codecs import Serializer
-from resultstore.config import BackendConfig
-from resultstore.errors import BackendUnavailableError, UnsupportedOperationError
-from resultstore.models import StoreOutcome, TaskResult
-from resultstore.retrying import Retry
+from resultstore import (
+    BackendConfig,
+    BackendUnavailableError,
+    Retry,
+    Serializer,
+    StoreOutcome,
+    TaskResult,
+    UnsupportedOperationError,
+)
 
 from resultstore_amqp.plugin import CAPABILITIES
 from resultstore_amqp.reader import (
@@ -391,7 +395,7 @@ class AmqpListener:
 
     Subscribing costs nothing on the broker (every result for this client
     arrives anyway); it only chooses which ids :meth:`wait` announces.
-    Implements :class:`~resultstore.protocols.SupportsWake`.
+    Implements :class:`~resultstore.SupportsWake`.
     """
 
     def __init__(self, reader: ReplyReader) -> None:

@@ -24,8 +24,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
-from resultstore.errors import BackendUnavailableError, ResultStoreError
-from resultstore.states import READY_STATES
+from resultstore import READY_STATES, BackendUnavailableError, ResultStoreError
 
 from resultstore_amqp.settings import DIRECT_REPLY_TO, AmqpSettings
 

@@ -14,9 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
-from resultstore.errors import InvalidURLError
-from resultstore.options import Options, parse_bool, parse_duration
-from resultstore.urls import BackendURL
+from resultstore import BackendURL, InvalidURLError
+from resultstore.concepts.options import Options, parse_bool, parse_duration
 
 __all__ = ["DEFAULT_PORT", "DEFAULT_TLS_PORT", "AmqpSettings"]
 

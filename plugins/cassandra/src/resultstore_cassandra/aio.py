@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Callable, Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from resultstore.models import StoreOutcome, TaskResult
+from resultstore import StoreOutcome, TaskResult
 
 from resultstore_cassandra._driver import PreparedStatement
 from resultstore_cassandra.backend import Step, live
@@ -55,7 +55,7 @@ def execute_async(
 
 
 class AsyncCassandraBackend:
-    """An :class:`~resultstore.protocols.AsyncResultBackend` over one CassandraBackend's session."""
+    """An :class:`~resultstore.AsyncResultBackend` over one CassandraBackend's session."""
 
     def __init__(self, backend: CassandraBackend) -> None:
         self._sync = backend

@@ -34,18 +34,22 @@ import uuid
 from collections.abc import Callable, Generator, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from resultstore.codecs import Serializer
-from resultstore.config import BackendConfig
-from resultstore.errors import (
+from resultstore import (
+    READY_STATES,
+    BackendConfig,
+    Capability,
     ChordError,
+    ChordOutcome,
+    ChordState,
     ConfigurationError,
     CorruptPayloadError,
     EncodeError,
+    Group,
+    Serializer,
+    StoreOutcome,
+    TaskResult,
 )
-from resultstore.models import ChordOutcome, ChordState, Group, StoreOutcome, TaskResult
-from resultstore.protocols import Capability
-from resultstore.retrying import time_left
-from resultstore.states import READY_STATES
+from resultstore.plugin.retrying import time_left
 
 from resultstore_cassandra._driver import (
     UNSET_VALUE,

@@ -17,11 +17,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import attrs
-from resultstore.config import BackendConfig
-from resultstore.errors import BackendUnavailableError, ConfigurationError, InvalidURLError
-from resultstore.options import parse_bool
-from resultstore.retrying import Retry
-from resultstore.urls import BackendURL, redact
+from resultstore import (
+    BackendConfig,
+    BackendUnavailableError,
+    ConfigurationError,
+    InvalidURLError,
+    Retry,
+)
+from resultstore.concepts.options import parse_bool
+from resultstore.concepts.urls import BackendURL, redact
 
 from resultstore_cassandra._driver import (
     EXEC_PROFILE_DEFAULT,

@@ -33,12 +33,20 @@ from celery.exceptions import (
 )
 from celery.utils.functional import _regen  # type: ignore[import-untyped]  # celery ships no type information
 from celery.utils.log import get_logger  # type: ignore[import-untyped]  # celery ships no type information
-from resultstore.errors import BackendUnavailableError, ChordError, ConfigurationError
-from resultstore.models import ChordOutcome, ExceptionInfo, TaskResult
-from resultstore.protocols import Capability, SupportsReplyTo
-from resultstore.store import ResultStore, connect
-from resultstore.urls import redact
-from resultstore.waiting import Inbox, describe_ids, failing_note
+from resultstore import (
+    BackendUnavailableError,
+    Capability,
+    ChordError,
+    ChordOutcome,
+    ConfigurationError,
+    ExceptionInfo,
+    ResultStore,
+    SupportsReplyTo,
+    TaskResult,
+    connect,
+)
+from resultstore.api.waiting import Inbox, describe_ids, failing_note
+from resultstore.concepts.urls import redact
 
 from resultstore_celery.meta import (
     CELERY_EXCEPTIONS,

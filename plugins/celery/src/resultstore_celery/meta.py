@@ -3,7 +3,7 @@
 Celery hands a backend raw values (a return value, an exception object, a
 progress dict) and reads back a meta dict; resultstore stores a
 :class:`~resultstore.TaskResult`. Exceptions are stored as their description
-and rebuilt without importing anything (see :mod:`resultstore.remote`).
+and rebuilt without importing anything (see :mod:`resultstore.concepts.remote`).
 """
 
 from __future__ import annotations
@@ -13,9 +13,14 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from resultstore.models import ExceptionInfo, TaskResult, utcnow
-from resultstore.remote import MAX_CAUSE_DEPTH, RemoteError, describe_exception, rebuild_exception
-from resultstore.states import EXCEPTION_STATES, READY_STATES, State, state_from_str
+from resultstore.concepts.models import ExceptionInfo, TaskResult, utcnow
+from resultstore.concepts.remote import (
+    MAX_CAUSE_DEPTH,
+    RemoteError,
+    describe_exception,
+    rebuild_exception,
+)
+from resultstore.concepts.states import EXCEPTION_STATES, READY_STATES, State, state_from_str
 
 __all__ = [
     "CELERY_EXCEPTIONS",

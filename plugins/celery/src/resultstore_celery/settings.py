@@ -11,10 +11,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
-from resultstore.errors import ConfigurationError
-from resultstore.options import parse_duration, parse_expires
-from resultstore.store import default_url
-from resultstore.urls import parse_url, redact
+from resultstore import ConfigurationError, default_url
+from resultstore.concepts.options import parse_duration, parse_expires
+from resultstore.concepts.urls import parse_url, redact
 
 __all__ = [
     "ALLOWED_EXCEPTIONS_SETTING",

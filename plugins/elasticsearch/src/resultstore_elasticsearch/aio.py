@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TypeVar
 
-from resultstore.models import ChordOutcome, ChordState, Group, StoreOutcome, TaskResult
-from resultstore.retrying import Closed
+from resultstore import ChordOutcome, ChordState, Closed, Group, StoreOutcome, TaskResult
 
 from resultstore_elasticsearch.clients import async_adapter
 from resultstore_elasticsearch.transport import AsyncAdapter, Plan
@@ -24,7 +23,7 @@ T = TypeVar("T")
 
 
 class AsyncSearchBackend:
-    """An :class:`~resultstore.protocols.AsyncResultBackend` for one SearchBackend's indices."""
+    """An :class:`~resultstore.AsyncResultBackend` for one SearchBackend's indices."""
 
     def __init__(self, backend: SearchBackend) -> None:
         self.capabilities = backend.capabilities

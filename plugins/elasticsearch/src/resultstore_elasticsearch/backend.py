@@ -19,10 +19,16 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar, TypeVar
 
-from resultstore.config import BackendConfig
-from resultstore.models import ChordOutcome, ChordState, Group, StoreOutcome, TaskResult
-from resultstore.protocols import Capability
-from resultstore.retrying import Closed
+from resultstore import (
+    BackendConfig,
+    Capability,
+    ChordOutcome,
+    ChordState,
+    Closed,
+    Group,
+    StoreOutcome,
+    TaskResult,
+)
 
 from resultstore_elasticsearch.clients import sync_adapter
 from resultstore_elasticsearch.documents import Documents

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from resultstore.errors import ConfigurationError
+from resultstore import ConfigurationError
 
 from resultstore_elasticsearch.settings import ELASTICSEARCH, Settings
 from resultstore_elasticsearch.transport import AsyncAdapter, Call, SyncAdapter, Unreachable

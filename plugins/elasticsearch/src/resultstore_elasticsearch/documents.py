@@ -30,9 +30,8 @@ from typing import Any
 
 import cattrs
 import orjson
-from resultstore.codecs import CODECS, Serializer, make_envelope
-from resultstore.errors import CorruptPayloadError, ResultTooLargeError
-from resultstore.models import Group, TaskResult
+from resultstore import CorruptPayloadError, Group, ResultTooLargeError, TaskResult
+from resultstore.payloads.codecs import CODECS, Serializer, make_envelope
 
 __all__ = ["MAPPING", "Documents", "iso", "parse_moment", "template"]
 

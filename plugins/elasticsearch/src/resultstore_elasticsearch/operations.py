@@ -30,9 +30,16 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
-from resultstore.errors import ChordError, ResultStoreError
-from resultstore.models import ChordOutcome, ChordState, Group, StoreOutcome, TaskResult
-from resultstore.states import READY_STATES, state_from_str
+from resultstore import (
+    ChordError,
+    ChordOutcome,
+    ChordState,
+    Group,
+    ResultStoreError,
+    StoreOutcome,
+    TaskResult,
+)
+from resultstore.concepts.states import READY_STATES, state_from_str
 
 from resultstore_elasticsearch.documents import Documents, iso, parse_moment, template
 from resultstore_elasticsearch.settings import Settings

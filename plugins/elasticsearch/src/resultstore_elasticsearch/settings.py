@@ -15,10 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
-from resultstore.config import BackendConfig
-from resultstore.errors import ConfigurationError, InvalidURLError
-from resultstore.options import parse_bool
-from resultstore.urls import BackendURL
+from resultstore import BackendConfig, BackendURL, ConfigurationError, InvalidURLError
+from resultstore.concepts.options import parse_bool
 
 __all__ = [
     "DEFAULT_PORT",

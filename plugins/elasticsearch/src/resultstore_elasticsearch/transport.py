@@ -13,8 +13,8 @@ from collections.abc import Generator, Mapping
 from typing import Any, Protocol, TypeVar
 
 import attrs
-from resultstore.errors import BackendUnavailableError, ConfigurationError, ResultStoreError
-from resultstore.retrying import Retry, scrub
+from resultstore import BackendUnavailableError, ConfigurationError, ResultStoreError
+from resultstore.plugin.retrying import Retry, scrub
 
 from resultstore_elasticsearch.settings import Settings
 

@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from resultstore.errors import ConfigurationError
+from resultstore import ConfigurationError
 
 from resultstore_encryption.environment import KEYS_ENV
 from resultstore_encryption.keys import format_key, generate_key

@@ -12,10 +12,9 @@ import os
 from collections.abc import Generator, Mapping
 from typing import Any, ClassVar
 
-from resultstore.codecs import DecodeRequest, EncodeRequest
-from resultstore.errors import ConfigurationError
-from resultstore.hookspecs import hookimpl
-from resultstore.options import parse_bool
+from resultstore import ConfigurationError, hookimpl
+from resultstore.concepts.options import parse_bool
+from resultstore.payloads.codecs import DecodeRequest, EncodeRequest
 
 from resultstore_encryption.keys import parse_keys
 from resultstore_encryption.plugin import Encryption

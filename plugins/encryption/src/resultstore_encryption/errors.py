@@ -1,6 +1,6 @@
 """The errors of resultstore-encryption, placed in resultstore's own hierarchy.
 
-A caller that already handles :class:`resultstore.errors.DecodeError` handles
+A caller that already handles :class:`resultstore.DecodeError` handles
 these too; the subclasses only add which part of decryption went wrong.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from resultstore.errors import CorruptPayloadError, DecodeError, UnknownCodecError
+from resultstore import CorruptPayloadError, DecodeError, UnknownCodecError
 
 __all__ = [
     "DecryptionError",

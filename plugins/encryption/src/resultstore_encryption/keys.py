@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterator, Mapping
 
 import attrs
-from resultstore.errors import ConfigurationError
+from resultstore import ConfigurationError
 
 __all__ = ["KEY_SIZE", "Key", "Keyring", "format_key", "generate_key", "parse_keys"]
 

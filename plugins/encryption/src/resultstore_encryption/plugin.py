@@ -21,9 +21,8 @@ from typing import Any, ClassVar
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from resultstore.codecs import DecodeRequest, EncodeRequest, make_envelope, parse_envelope
-from resultstore.errors import ConfigurationError, UnknownCodecError
-from resultstore.hookspecs import hookimpl
+from resultstore import ConfigurationError, UnknownCodecError, hookimpl
+from resultstore.payloads.codecs import DecodeRequest, EncodeRequest, make_envelope, parse_envelope
 
 from resultstore_encryption.errors import (
     DecryptionError,

@@ -23,17 +23,21 @@ from urllib.parse import quote, unquote
 # pymemcache ships no type information.
 from pymemcache.client.base import Client  # type: ignore[import-untyped]
 from pymemcache.exceptions import MemcacheError  # type: ignore[import-untyped]
-from resultstore.codecs import Serializer
-from resultstore.config import BackendConfig
-from resultstore.errors import (
+from resultstore import (
+    BackendConfig,
     BackendUnavailableError,
     ChordError,
+    ChordOutcome,
+    ChordState,
     ConfigurationError,
     CorruptPayloadError,
+    Group,
+    Retry,
+    Serializer,
+    StoreOutcome,
+    TaskResult,
 )
-from resultstore.models import ChordOutcome, ChordState, Group, StoreOutcome, TaskResult
-from resultstore.retrying import Retry
-from resultstore.states import READY_STATES, state_from_str
+from resultstore.concepts.states import READY_STATES, state_from_str
 
 from resultstore_memcached.client import (
     MAX_EXPTIME,
@@ -645,7 +649,7 @@ class MemcachedBackend:
 
     def claim_chord_body(self, group_id: str, lease: float) -> ChordOutcome | None:
         """Claim the sending of a complete chord's body not marked sent (see
-        :class:`~resultstore.protocols.SupportsChordBody`): ``gets``/``cas`` on the done marker."""
+        :class:`~resultstore.SupportsChordBody`): ``gets``/``cas`` on the done marker."""
         tag = self.keys.chord(group_id)
         counter, done = self.keys.counter(tag), self.keys.done(tag)
         found, _ = self._per_node([counter, done], lambda _: tag, _gets_many)

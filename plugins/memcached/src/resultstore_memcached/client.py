@@ -26,10 +26,9 @@ import attrs
 # pymemcache ships no type information.
 from pymemcache.client.base import Client  # type: ignore[import-untyped]
 from pymemcache.exceptions import MemcacheUnexpectedCloseError  # type: ignore[import-untyped]
-from resultstore.errors import BackendUnavailableError, ConfigurationError, InvalidURLError
-from resultstore.options import Options, parse_bool, parse_duration
-from resultstore.retrying import time_left
-from resultstore.urls import BackendURL
+from resultstore import BackendUnavailableError, BackendURL, ConfigurationError, InvalidURLError
+from resultstore.concepts.options import Options, parse_bool, parse_duration
+from resultstore.plugin.retrying import time_left
 
 from resultstore_memcached.keys import check_prefix
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from resultstore.errors import EncodeError, ResultTooLargeError
+from resultstore import EncodeError, ResultTooLargeError
 
 __all__ = ["ItemTooLargeError"]
 
@@ -10,7 +10,7 @@ __all__ = ["ItemTooLargeError"]
 class ItemTooLargeError(ResultTooLargeError):
     """memcached refused a result as larger than its largest item (its ``-I`` option).
 
-    A :class:`~resultstore.errors.ResultTooLargeError`, so callers catch both
+    A :class:`~resultstore.ResultTooLargeError`, so callers catch both
     limits alike; ``limit`` is the server's ``item_size_max`` (0 if the server
     would not say) and ``server`` the one that refused.
     """

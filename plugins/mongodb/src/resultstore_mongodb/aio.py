@@ -18,7 +18,7 @@ import bson
 import pymongo
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
-from resultstore.models import StoreOutcome, TaskResult
+from resultstore import StoreOutcome, TaskResult
 
 from resultstore_mongodb.backend import (
     BEFORE_FIELDS,
@@ -43,7 +43,7 @@ __all__ = ["AsyncMongoBackend"]
 
 
 class AsyncMongoBackend:
-    """An :class:`~resultstore.protocols.AsyncResultBackend` for one MongoBackend's store."""
+    """An :class:`~resultstore.AsyncResultBackend` for one MongoBackend's store."""
 
     def __init__(self, backend: MongoBackend) -> None:
         self._sync = backend

@@ -21,15 +21,15 @@ import pymongo
 import pymongo.common
 import pymongo.errors
 import pymongo.uri_parser
-from resultstore.config import BackendConfig
-from resultstore.errors import (
+from resultstore import (
+    BackendConfig,
+    BackendURL,
     ConfigurationError,
     InvalidURLError,
     UnknownOptionError,
 )
-from resultstore.options import parse_bool
-from resultstore.retrying import Retry, scrub, time_left
-from resultstore.urls import BackendURL
+from resultstore.concepts.options import parse_bool
+from resultstore.plugin.retrying import Retry, scrub, time_left
 
 __all__ = [
     "DEFAULT_DATABASE",

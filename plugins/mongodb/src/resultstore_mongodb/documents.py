@@ -33,9 +33,8 @@ import orjson
 from bson.codec_options import CodecOptions, TypeDecoder, TypeRegistry
 from bson.int64 import Int64
 from bson.raw_bson import RawBSONDocument
-from resultstore.codecs import CODECS, Serializer, make_envelope
-from resultstore.errors import CorruptPayloadError, EncodeError, ResultTooLargeError
-from resultstore.models import Group, TaskResult
+from resultstore import CorruptPayloadError, EncodeError, Group, ResultTooLargeError, TaskResult
+from resultstore.payloads.codecs import CODECS, Serializer, make_envelope
 
 __all__ = [
     "CODEC_OPTIONS",

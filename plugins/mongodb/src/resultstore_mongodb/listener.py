@@ -28,8 +28,7 @@ from typing import Any
 
 import pymongo
 import pymongo.errors
-from resultstore.errors import BackendUnavailableError, PayloadError
-from resultstore.models import TaskResult
+from resultstore import BackendUnavailableError, PayloadError, TaskResult
 
 __all__ = ["AWAIT_MS", "BATCH_IDS", "BATCH_SECONDS", "ChangeStreamListener"]
 
@@ -55,9 +54,9 @@ def _buffered(stream: Any) -> bool:
 
 
 class ChangeStreamListener:
-    """A :class:`~resultstore.protocols.PushListener` over one change stream, whose
+    """A :class:`~resultstore.PushListener` over one change stream, whose
     announcements carry the stored result where the event has it
-    (:class:`~resultstore.protocols.SupportsCarriedResults`)."""
+    (:class:`~resultstore.SupportsCarriedResults`)."""
 
     def __init__(
         self,

@@ -17,9 +17,8 @@ from typing import Any
 import attrs
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from resultstore.config import BackendConfig
-from resultstore.errors import ConfigurationError, UnknownOptionError
-from resultstore.options import parse_bool
+from resultstore import BackendConfig, ConfigurationError, UnknownOptionError
+from resultstore.concepts.options import parse_bool
 
 from resultstore_postgresql.schema import Tables, check_identifier
 

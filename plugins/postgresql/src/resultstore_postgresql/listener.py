@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import psycopg
-from resultstore.retrying import Retry
+from resultstore import Retry
 
 from resultstore_postgresql.client import Settings
 
@@ -28,7 +28,7 @@ Conn = psycopg.Connection[tuple[Any, ...]]
 
 
 class NotifyListener:
-    """A :class:`~resultstore.protocols.PushListener` (and ``SupportsWake``) on one connection."""
+    """A :class:`~resultstore.PushListener` (and ``SupportsWake``) on one connection."""
 
     def __init__(self, settings: Settings, retry: Retry) -> None:
         self._settings = settings

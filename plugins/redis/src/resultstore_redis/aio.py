@@ -11,7 +11,7 @@ import copy
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from resultstore.models import StoreOutcome, TaskResult
+from resultstore import StoreOutcome, TaskResult
 
 from resultstore_redis import scripts
 from resultstore_redis.client import build_client
@@ -25,7 +25,7 @@ _CHUNK = 1000
 
 
 class AsyncRedisBackend:
-    """An :class:`~resultstore.protocols.AsyncResultBackend` for one RedisBackend's store."""
+    """An :class:`~resultstore.AsyncResultBackend` for one RedisBackend's store."""
 
     def __init__(self, backend: RedisBackend) -> None:
         self._sync = backend

@@ -26,11 +26,17 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 import redis.exceptions
-from resultstore.codecs import Serializer
-from resultstore.config import BackendConfig
-from resultstore.errors import ChordError
-from resultstore.models import ChordOutcome, ChordState, Group, StoreOutcome, TaskResult
-from resultstore.states import state_from_str
+from resultstore import (
+    BackendConfig,
+    ChordError,
+    ChordOutcome,
+    ChordState,
+    Group,
+    Serializer,
+    StoreOutcome,
+    TaskResult,
+)
+from resultstore.concepts.states import state_from_str
 
 from resultstore_redis import scripts
 from resultstore_redis.client import ClientSettings, build_client, build_retry

@@ -23,10 +23,9 @@ import redis.cluster
 import redis.exceptions
 import redis.retry
 import redis.sentinel
-from resultstore.errors import ConfigurationError, InvalidURLError
-from resultstore.options import Options, parse_bool, parse_duration
-from resultstore.retrying import Retry, time_left
-from resultstore.urls import BackendURL
+from resultstore import BackendURL, ConfigurationError, InvalidURLError
+from resultstore.concepts.options import Options, parse_bool, parse_duration
+from resultstore.plugin.retrying import Retry, time_left
 
 __all__ = ["RETRYABLE", "ClientSettings", "build_client", "build_retry"]
 
@@ -114,7 +113,7 @@ class ClientSettings:
 
 class _BoundedConnect:
     """Opens a connection (TCP connect, TLS handshake, the first commands)
-    within the time the call has left (:func:`resultstore.retrying.time_left`),
+    within the time the call has left (:func:`resultstore.plugin.retrying.time_left`),
     or ``retry_total`` on a call's first try: a TLS hello that a plaintext port
     never answers, or a server that accepts but does not reply, must not
     outlast either. The connection then reads with its configured timeout."""

@@ -8,7 +8,7 @@ connection, built from the pool's settings, and talks to it directly.
 Errors behave as in redis-py: a connection error drops the socket (the next
 call reconnects, the caller's retry policy decides), and a script the server
 forgot (restart, SCRIPT FLUSH) is loaded again once. A reply is awaited no
-longer than the call has left (:func:`resultstore.retrying.time_left`), so a
+longer than the call has left (:func:`resultstore.plugin.retrying.time_left`), so a
 server that stopped answering cannot hold a bounded call for socket_timeout.
 """
 
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis.exceptions
-from resultstore.retrying import time_left
+from resultstore.plugin.retrying import time_left
 
 __all__ = ["DirectConnections"]
 

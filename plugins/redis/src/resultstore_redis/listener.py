@@ -14,8 +14,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from resultstore.errors import PayloadError
-from resultstore.models import TaskResult
+from resultstore import PayloadError, TaskResult
 
 __all__ = ["BATCH_IDS", "BATCH_SECONDS", "RedisListener"]
 
@@ -26,12 +25,12 @@ BATCH_SECONDS = 0.0005
 
 
 class RedisListener:
-    """A :class:`~resultstore.protocols.PushListener` over one pub/sub connection.
+    """A :class:`~resultstore.PushListener` over one pub/sub connection.
 
     Announcements carry the stored value, but anyone allowed to ``PUBLISH``
     can send one, so by default they are only wake-ups: the hub reads the
     announced ids from the store. With ``trust_carried`` the values are
-    handed over as they came (:class:`~resultstore.protocols.SupportsCarriedResults`),
+    handed over as they came (:class:`~resultstore.SupportsCarriedResults`),
     each only for the id it names itself.
     """
 

@@ -15,8 +15,8 @@ import re
 from collections.abc import Iterable
 from typing import Final
 
-from resultstore.errors import InvalidIdError, InvalidInputError, InvalidStateError
-from resultstore.models import TaskResult
+from resultstore.concepts.errors import InvalidIdError, InvalidInputError, InvalidStateError
+from resultstore.concepts.models import TaskResult
 
 __all__ = [
     "MAX_ID_BYTES",

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import importlib.metadata
 
-from resultstore.backendspec import BackendFactory, BackendSpec
-from resultstore.errors import UnknownSchemeError
-from resultstore.hooks import Hooks, disabled_plugins
+from resultstore.concepts.errors import UnknownSchemeError
+from resultstore.plugin.backendspec import BackendFactory, BackendSpec
+from resultstore.plugin.hooks import Hooks, disabled_plugins
 
 __all__ = ["BACKENDS_GROUP", "BackendFactory", "BackendSpec", "find_backend", "installed_backends"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import attrs
 
-from resultstore.codecs import Serializer
-from resultstore.options import Options
-from resultstore.urls import BackendURL
+from resultstore.concepts.options import Options
+from resultstore.concepts.urls import BackendURL
+from resultstore.payloads.codecs import Serializer
 
 __all__ = ["DEFAULT_EXPIRES", "BackendConfig"]
 

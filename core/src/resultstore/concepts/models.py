@@ -1,7 +1,7 @@
 """The stored concepts: a task result, a group, chord state, and outcomes.
 
 These are plain frozen ``attrs`` classes with no serialization code; how they
-are encoded lives in :mod:`resultstore.converters`. Datetimes are
+are encoded lives in :mod:`resultstore.concepts.converters`. Datetimes are
 timezone-aware UTC.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 
-from resultstore.states import READY_STATES, State
+from resultstore.concepts.states import READY_STATES, State
 
 __all__ = [
     "ChordOutcome",

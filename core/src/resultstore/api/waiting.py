@@ -19,9 +19,10 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Literal, Protocol, cast
 
-from resultstore.errors import BackendUnavailableError, PayloadError
-from resultstore.models import TaskResult
-from resultstore.protocols import (
+from resultstore.concepts.errors import BackendUnavailableError, PayloadError
+from resultstore.concepts.models import TaskResult
+from resultstore.concepts.urls import BackendURL
+from resultstore.plugin.protocols import (
     Capability,
     PushListener,
     ResultBackend,
@@ -29,7 +30,6 @@ from resultstore.protocols import (
     SupportsPush,
     SupportsWake,
 )
-from resultstore.urls import BackendURL
 
 __all__ = [
     "DEFAULT_MAX_INTERVAL",
@@ -114,7 +114,7 @@ class Watch:
 
 class WaitedStore(Protocol):
     """What a :class:`WaitHub` reads of its store (a
-    :class:`~resultstore.store.ResultStore` is one); declared here so that the
+    :class:`~resultstore.ResultStore` is one); declared here so that the
     waiting machinery sits below the store that owns a hub, not beside it."""
 
     @property
@@ -132,7 +132,7 @@ class WaitedStore(Protocol):
 
 
 class WaitHub:
-    """The shared waiter of one :class:`~resultstore.store.ResultStore` in one process.
+    """The shared waiter of one :class:`~resultstore.ResultStore` in one process.
 
     Get it from ``store.hub`` rather than building one. Counters
     (``round_trips``, ``polls``, ``listens``, ``listener_opens``,

@@ -5,7 +5,7 @@ marked ``@resultstore.hookimpl``. Plugins are found through the
 ``resultstore.plugins`` entry-point group (loaded when the hooks are built)
 and the ``resultstore.backends`` group (name = URL scheme; loaded when a URL
 with that scheme is first used). Code never calls ``pm.hook`` directly: it
-goes through the typed facade :class:`resultstore.hooks.Hooks`.
+goes through the typed facade :class:`resultstore.Hooks`.
 
 Observer hooks (``on_*``) run after the store answered, in the calling
 thread; an exception they raise propagates to the caller, so keep them
@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from resultstore.backendspec import BackendSpec
-    from resultstore.codecs import DecodeRequest, EncodeRequest
-    from resultstore.models import ChordOutcome, StoreOutcome, TaskResult
+    from resultstore.concepts.models import ChordOutcome, StoreOutcome, TaskResult
+    from resultstore.payloads.codecs import DecodeRequest, EncodeRequest
+    from resultstore.plugin.backendspec import BackendSpec
 
 __all__ = ["PROJECT_NAME", "hookimpl", "hookspec"]
 
@@ -48,7 +48,7 @@ def resultstore_on_store(url: str, result: TaskResult, outcome: StoreOutcome) ->
     """After every store: ``result`` is what was offered, ``outcome`` what happened.
 
     ``outcome.stored`` is False when the store refused to replace a ready
-    state (see :class:`~resultstore.models.StoreOutcome`): this is where a
+    state (see :class:`~resultstore.StoreOutcome`): this is where a
     refusal becomes observable. ``url`` is the backend URL without password.
     All implementations run; return values are ignored.
     """
@@ -89,7 +89,7 @@ def resultstore_encode(request: EncodeRequest) -> bytes | None:
     compression and the header. A plugin that adds a layer (encryption,
     signing) implements this as a ``wrapper=True`` hook: it yields, takes
     the inner payload and returns it wrapped in an envelope of its own
-    (:func:`resultstore.codecs.make_envelope`). The size limit applies to
+    (:func:`resultstore.payloads.codecs.make_envelope`). The size limit applies to
     what comes out of all wrappers.
     """
 
@@ -101,8 +101,8 @@ def resultstore_decode(request: DecodeRequest) -> Any:
     The core's own implementation (``trylast``) reads the header and
     decodes. A plugin that added a layer implements this as a
     ``wrapper=True`` hook: before yielding, it recognises its envelope
-    (:func:`resultstore.codecs.parse_envelope`), unwraps it and replaces
+    (:func:`resultstore.payloads.codecs.parse_envelope`), unwraps it and replaces
     ``request.payload`` with the inner payload; it leaves payloads without
-    its envelope untouched. Errors are :class:`~resultstore.errors.DecodeError`
+    its envelope untouched. Errors are :class:`~resultstore.DecodeError`
     subclasses with a message that names the fix.
     """

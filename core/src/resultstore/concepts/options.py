@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
-from resultstore.errors import ConfigurationError, UnknownOptionError
+from resultstore.concepts.errors import ConfigurationError, UnknownOptionError
 
 __all__ = ["MAX_EXPIRES", "Options", "parse_bool", "parse_duration", "parse_expires", "parse_size"]
 

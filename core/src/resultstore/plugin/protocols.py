@@ -7,7 +7,7 @@ implements; code checks the declaration, never the backend's name.
 
 A third party that only has a key-value store implements the small
 :class:`KeyValueStore` instead and wraps it in
-:class:`resultstore.backends.keyvalue.KeyValueBackend`, which adds states,
+:class:`resultstore.KeyValueBackend`, which adds states,
 groups, chords and expiry on top.
 """
 
@@ -17,7 +17,7 @@ import enum
 from collections.abc import Iterable, Sequence
 from typing import Protocol, runtime_checkable
 
-from resultstore.models import ChordOutcome, ChordState, Group, StoreOutcome, TaskResult
+from resultstore.concepts.models import ChordOutcome, ChordState, Group, StoreOutcome, TaskResult
 
 __all__ = [
     "AsyncResultBackend",
@@ -161,7 +161,7 @@ class SupportsChords(Protocol):
     def set_chord_size(self, group_id: str, size: int) -> None:
         """Declare how many header parts the chord ``group_id`` waits for.
 
-        A negative size raises :class:`~resultstore.errors.ChordError`. Size 0
+        A negative size raises :class:`~resultstore.ChordError`. Size 0
         is accepted, but every part index is then out of range, so such a
         chord never completes: a chord with an empty header has nothing to
         wait for, and its caller runs the body at once. A second call on a
@@ -176,7 +176,7 @@ class SupportsChords(Protocol):
         A part already recorded is ignored (``duplicate``). Exactly one call
         per chord, the one that records the last missing part, gets
         ``complete=True`` with every part's result in header order, however
-        many processes race. Raises :class:`~resultstore.errors.ChordError`
+        many processes race. Raises :class:`~resultstore.ChordError`
         when no size was set or ``index`` is out of range.
         """
         ...
@@ -190,7 +190,7 @@ class SupportsChords(Protocol):
 class SupportsChordBody(Protocol):
     """Chords whose completion is recoverable: the store remembers whether the body was sent.
 
-    Optional, found with ``isinstance``; :class:`~resultstore.store.ResultStore`
+    Optional, found with ``isinstance``; :class:`~resultstore.ResultStore`
     falls back to "nothing to recover" for backends without it. The caller
     that completes a chord (``chord_part_return`` returned ``complete``)
     sends the body and then calls :meth:`mark_chord_body_sent`. If it dies
@@ -325,7 +325,7 @@ class SupportsReplyTo(Protocol):
 
     Message backends (AMQP reply queues) keep no shared store: a result goes
     to the reply address of the client that sent the task, and only that
-    client reads it. :meth:`ResultStore.store <resultstore.store.ResultStore.store>`
+    client reads it. :meth:`ResultStore.store <resultstore.api.store.ResultStore.store>`
     calls :meth:`store_to` when given a ``reply_to``; every other backend
     ignores ``reply_to``, since its results are read from the store itself.
     """
@@ -351,7 +351,7 @@ class AsyncResultBackend(Protocol):
 
     Backends whose client has no asyncio API need not write one: the core
     drives the sync backend through a thread pool
-    (:class:`resultstore.backends.threaded.ThreadedAsyncBackend`).
+    (:class:`resultstore.ThreadedAsyncBackend`).
     """
 
     capabilities: frozenset[Capability]
@@ -374,7 +374,7 @@ class SupportsNativeAsync(Protocol):
     def async_backend(self) -> AsyncResultBackend:
         """Build the native asyncio twin, configured like this backend.
 
-        :func:`resultstore.aio.connect_async` calls it once, inside the event
+        :func:`resultstore.connect_async` calls it once, inside the event
         loop that will use the twin, and awaits the twin's ``close()`` when
         done. Backends without it are driven through a thread pool.
         """

@@ -1,7 +1,7 @@
 """The documented hierarchy of errors that resultstore itself raises.
 
 Every message names the problem and the fix. Errors never include a
-password: URLs are shown through :func:`resultstore.urls.redact`.
+password: URLs are shown through :func:`resultstore.concepts.urls.redact`.
 
 ::
 
@@ -27,7 +27,7 @@ password: URLs are shown through :func:`resultstore.urls.redact`.
     └── ResultTimeoutError (also a builtin TimeoutError)
 
 Errors that tasks raised are not here: they come back as their own type or
-as :class:`resultstore.remote.RemoteError`.
+as :class:`resultstore.RemoteError`.
 """
 
 from __future__ import annotations
@@ -165,6 +165,9 @@ class ChordPartFailedError(ChordError):
     Stored as the callback's FAILURE; the part's own exception is its cause.
     Its arguments are plain values so that it is rebuilt as itself when read.
     """
+
+    # Stored under its public name, whichever module of the package defines it.
+    __module__ = "resultstore"
 
     def __init__(self, group_id: str, index: int, task_id: str, state: str, reason: str) -> None:
         super().__init__(group_id, index, task_id, state, reason)

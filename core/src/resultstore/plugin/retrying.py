@@ -43,8 +43,8 @@ import urllib.parse
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, NoReturn, TypeVar, cast
 
-from resultstore.errors import BackendUnavailableError, ResultTimeoutError
-from resultstore.urls import redact
+from resultstore.concepts.errors import BackendUnavailableError, ResultTimeoutError
+from resultstore.concepts.urls import redact
 
 __all__ = ["Closed", "Retry", "RetryOn", "deadline", "scrub", "time_left"]
 
@@ -86,8 +86,8 @@ def deadline(at: float | None) -> Iterator[None]:
 
     None changes nothing; nested deadlines keep the earliest. When a call
     gives up because this deadline passed, it raises
-    :class:`~resultstore.errors.ResultTimeoutError` (the caller's time ran
-    out), not :class:`~resultstore.errors.BackendUnavailableError`.
+    :class:`~resultstore.ResultTimeoutError` (the caller's time ran
+    out), not :class:`~resultstore.BackendUnavailableError`.
     """
     if at is None:
         yield
@@ -116,10 +116,10 @@ class Retry:
     predicate. ``translate`` may turn an error into the one to raise instead
     (a refused password into a ``ConfigurationError``), or return None to
     let the usual rule apply. Any other error is raised as it is. When the
-    time is up the call raises :class:`~resultstore.errors.BackendUnavailableError`
+    time is up the call raises :class:`~resultstore.BackendUnavailableError`
     naming ``system`` at ``server`` (give the redacted address) and the last
     error, with ``secret`` scrubbed from every message; when the caller's
-    deadline ended it, :class:`~resultstore.errors.ResultTimeoutError`. After
+    deadline ended it, :class:`~resultstore.ResultTimeoutError`. After
     :meth:`close`, every call raises BackendUnavailableError at once.
 
     The first try runs without a bound of its own (the client's timeouts

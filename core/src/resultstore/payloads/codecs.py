@@ -9,7 +9,7 @@ configuration::
 
 Plugins that wrap the body (encryption, signing) put their own envelope
 around the whole payload with :func:`make_envelope` and unwrap it in a
-``resultstore_decode`` wrapper hook; see :mod:`resultstore.hookspecs`.
+``resultstore_decode`` wrapper hook; see :mod:`resultstore.plugin.hookspecs`.
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ import cattrs
 import msgpack
 import orjson
 
-from resultstore.converters import (
+from resultstore.concepts.converters import (
     configure_json_converter,
     configure_msgpack_converter,
     configure_pickle_converter,
     new_converter,
 )
-from resultstore.errors import (
+from resultstore.concepts.errors import (
     ConfigurationError,
     CorruptPayloadError,
     EncodeError,
@@ -40,7 +40,7 @@ from resultstore.errors import (
     UnknownCodecError,
     UnsafeCodecError,
 )
-from resultstore.options import Options, parse_size
+from resultstore.concepts.options import Options, parse_size
 
 __all__ = [
     "CODECS",
@@ -497,7 +497,7 @@ class DecodeRequest:
 
 class CodecHooks(Protocol):
     """What a :class:`Serializer` calls of the plugin facade
-    (:class:`resultstore.hooks.Hooks` is one); declared here so that payloads
+    (:class:`resultstore.Hooks` is one); declared here so that payloads
     sit a floor below the plugin machinery and never import it."""
 
     def encode(self, request: EncodeRequest) -> bytes: ...

@@ -19,15 +19,15 @@ from rich.pretty import Pretty
 from rich.table import Table
 from rich.text import Text
 
-from resultstore.clistate import EXIT_NOT_FOUND, EXIT_OK, EXIT_STORE_ERROR, CliState, fail
-from resultstore.demo import EXIT_TIMEOUT, demo_command, watch_command
-from resultstore.discovery import installed_backends
-from resultstore.errors import ResultStoreError
-from resultstore.hooks import build_hooks
-from resultstore.models import ExceptionInfo, TaskResult
-from resultstore.states import State
-from resultstore.store import URL_ENV
-from resultstore.terminal import FULL, PREVIEW, Limits, json_safe, preview, safe_text
+from resultstore.api.store import URL_ENV
+from resultstore.cli.demo import EXIT_TIMEOUT, demo_command, watch_command
+from resultstore.cli.state import EXIT_NOT_FOUND, EXIT_OK, EXIT_STORE_ERROR, CliState, fail
+from resultstore.cli.terminal import FULL, PREVIEW, Limits, json_safe, preview, safe_text
+from resultstore.concepts.errors import ResultStoreError
+from resultstore.concepts.models import ExceptionInfo, TaskResult
+from resultstore.concepts.states import State
+from resultstore.plugin.discovery import installed_backends
+from resultstore.plugin.hooks import build_hooks
 
 __all__ = [
     "EXIT_NOT_FOUND",
@@ -320,7 +320,7 @@ def cleanup(state: CliState) -> None:
     click.echo(f"Deleted {deleted} expired {noun} from {state.redacted_url}.")
 
 
-# -- demo and watch (written in resultstore.demo, which workers import without the CLI) ---
+# -- demo and watch (written in resultstore.cli.demo, which workers import without the CLI) ---
 
 main.add_command(demo_command)
 main.add_command(watch_command)

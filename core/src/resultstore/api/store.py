@@ -16,14 +16,34 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
 
-from resultstore.codecs import CodecOptions, Serializer
-from resultstore.config import DEFAULT_EXPIRES, BackendConfig
-from resultstore.discovery import find_backend
-from resultstore.errors import BackendUnavailableError, UnsupportedOperationError
-from resultstore.hooks import Hooks, build_hooks
-from resultstore.models import ChordOutcome, ChordState, Group, StoreOutcome, TaskResult, utcnow
-from resultstore.options import Options, parse_expires
-from resultstore.protocols import (
+from resultstore.api.result import AsyncResult, ChordResult, GroupResult
+from resultstore.api.waiting import WaitHub
+from resultstore.concepts.errors import BackendUnavailableError, UnsupportedOperationError
+from resultstore.concepts.models import (
+    ChordOutcome,
+    ChordState,
+    Group,
+    StoreOutcome,
+    TaskResult,
+    utcnow,
+)
+from resultstore.concepts.options import Options, parse_expires
+from resultstore.concepts.remote import TaskRevokedError, describe_exception
+from resultstore.concepts.states import State
+from resultstore.concepts.urls import BackendURL, parse_url
+from resultstore.concepts.validation import (
+    check_group,
+    check_group_id,
+    check_result,
+    check_results,
+    check_task_id,
+    check_task_ids,
+)
+from resultstore.payloads.codecs import CodecOptions, Serializer
+from resultstore.plugin.config import DEFAULT_EXPIRES, BackendConfig
+from resultstore.plugin.discovery import find_backend
+from resultstore.plugin.hooks import Hooks, build_hooks
+from resultstore.plugin.protocols import (
     Capability,
     ResultBackend,
     SupportsBatchStore,
@@ -34,20 +54,7 @@ from resultstore.protocols import (
     SupportsGroups,
     SupportsReplyTo,
 )
-from resultstore.remote import TaskRevokedError, describe_exception
-from resultstore.result import AsyncResult, ChordResult, GroupResult
-from resultstore.retrying import Closed
-from resultstore.states import State
-from resultstore.urls import BackendURL, parse_url
-from resultstore.validation import (
-    check_group,
-    check_group_id,
-    check_result,
-    check_results,
-    check_task_id,
-    check_task_ids,
-)
-from resultstore.waiting import WaitHub
+from resultstore.plugin.retrying import Closed
 
 __all__ = ["URL_ENV", "ResultStore", "connect", "default_url"]
 
@@ -161,7 +168,7 @@ class ResultStore:
 
         ``reply_to`` is the reply address of the client that sent the task
         (Celery's ``request.reply_to``): backends that deliver results to
-        their caller (:class:`~resultstore.protocols.SupportsReplyTo`) send
+        their caller (:class:`~resultstore.SupportsReplyTo`) send
         the result there; every other backend ignores it.
         """
         check_result(result)
@@ -346,7 +353,7 @@ class ResultStore:
         """Stop the waiting machinery (waiters get an error), then close the backend.
 
         Closing again does nothing; every other call on a closed store raises
-        :class:`~resultstore.errors.BackendUnavailableError`, whatever the backend.
+        :class:`~resultstore.BackendUnavailableError`, whatever the backend.
         """
         with self._hub_lock:
             if self._closed:

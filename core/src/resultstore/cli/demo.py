@@ -34,15 +34,15 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from resultstore.clistate import CliState, fail
-from resultstore.errors import ResultTimeoutError
-from resultstore.models import TaskResult, utcnow
-from resultstore.protocols import Capability
-from resultstore.result import AsyncResult, GroupResult, chord_part_done, start_chord
-from resultstore.states import READY_STATES, State
-from resultstore.store import ResultStore, connect
-from resultstore.terminal import safe_markup, safe_text
-from resultstore.urls import redact
+from resultstore.api.result import AsyncResult, GroupResult, chord_part_done, start_chord
+from resultstore.api.store import ResultStore, connect
+from resultstore.cli.state import CliState, fail
+from resultstore.cli.terminal import safe_markup, safe_text
+from resultstore.concepts.errors import ResultTimeoutError
+from resultstore.concepts.models import TaskResult, utcnow
+from resultstore.concepts.states import READY_STATES, State
+from resultstore.concepts.urls import redact
+from resultstore.plugin.protocols import Capability
 
 __all__ = [
     "DEFAULT_TASKS",

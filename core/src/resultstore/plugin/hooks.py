@@ -15,9 +15,9 @@ from typing import Any
 
 import pluggy
 
-from resultstore import builtin, hookspecs
-from resultstore.codecs import DecodeRequest, EncodeRequest
-from resultstore.models import ChordOutcome, StoreOutcome, TaskResult
+from resultstore.concepts.models import ChordOutcome, StoreOutcome, TaskResult
+from resultstore.payloads.codecs import DecodeRequest, EncodeRequest
+from resultstore.plugin import builtin, hookspecs
 
 __all__ = ["DISABLE_ENV", "PLUGINS_GROUP", "Hooks", "build_hooks", "disabled_plugins"]
 
@@ -108,7 +108,7 @@ def build_hooks(plugins: Iterable[object] = (), *, entry_points: bool = True) ->
     manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     manager.add_hookspecs(hookspecs)
     hooks = Hooks(manager)
-    hooks.register(builtin, name="resultstore.builtin")
+    hooks.register(builtin, name="resultstore.plugin.builtin")
     if entry_points:
         disabled = disabled_plugins()
         for ep in importlib.metadata.entry_points(group=PLUGINS_GROUP):

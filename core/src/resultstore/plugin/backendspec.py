@@ -1,8 +1,8 @@
 """What a plugin declares for one URL scheme: a :class:`BackendSpec`.
 
 It sits below the hook specs, the core's own plugin and the facade that all
-name it, so they need not import :mod:`resultstore.discovery`, which calls
-them; ``resultstore.discovery.BackendSpec`` and ``resultstore.BackendSpec``
+name it, so they need not import :mod:`resultstore.plugin.discovery`, which calls
+them; ``resultstore.BackendSpec`` and ``resultstore.BackendSpec``
 remain the public names.
 """
 
@@ -13,9 +13,9 @@ from collections.abc import Callable
 
 import attrs
 
-from resultstore.config import BackendConfig
-from resultstore.errors import ConfigurationError
-from resultstore.protocols import Capability, ResultBackend
+from resultstore.concepts.errors import ConfigurationError
+from resultstore.plugin.config import BackendConfig
+from resultstore.plugin.protocols import Capability, ResultBackend
 
 __all__ = ["BackendFactory", "BackendSpec"]
 

@@ -1,8 +1,8 @@
 """What every command shares: the state a command gets, exit statuses, ``fail``.
 
-It sits below :mod:`resultstore.cli` and :mod:`resultstore.demo` (which the
+It sits below :mod:`resultstore.cli.commands` and :mod:`resultstore.cli.demo` (which the
 CLI loads, and which workers import without it) so that neither imports the
-other's internals; ``resultstore.cli`` re-exports every public name here.
+other's internals; ``resultstore.cli.commands`` re-exports every public name here.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from typing import Any, NoReturn
 import attrs
 import click
 
-from resultstore.discovery import find_backend
-from resultstore.hooks import build_hooks
-from resultstore.store import URL_ENV, ResultStore, connect, default_url
-from resultstore.urls import parse_url, redact
+from resultstore.api.store import URL_ENV, ResultStore, connect, default_url
+from resultstore.concepts.urls import parse_url, redact
+from resultstore.plugin.discovery import find_backend
+from resultstore.plugin.hooks import build_hooks
 
 __all__ = ["EXIT_NOT_FOUND", "EXIT_OK", "EXIT_STORE_ERROR", "CliState", "fail"]
 

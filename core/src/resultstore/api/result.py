@@ -4,7 +4,7 @@
 :class:`GroupResult` on many with one ``get_many`` per round trip, and
 :class:`ChordResult` on a chord's callback; :func:`chord_part_done` is what a
 worker calls when a header part finishes. Every wait goes through the store's
-shared :class:`~resultstore.waiting.WaitHub`, and every timeout is wall-clock.
+shared :class:`~resultstore.api.waiting.WaitHub`, and every timeout is wall-clock.
 """
 
 from __future__ import annotations
@@ -25,13 +25,21 @@ from collections.abc import (
 )
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from resultstore.errors import (
+from resultstore.api.waiting import (
+    Delivery,
+    Inbox,
+    WaitedStore,
+    WaitHub,
+    describe_ids,
+    failing_note,
+)
+from resultstore.concepts.errors import (
     ChordError,
     ChordPartFailedError,
     ResultStoreError,
     ResultTimeoutError,
 )
-from resultstore.models import (
+from resultstore.concepts.models import (
     ChordOutcome,
     ChordState,
     ExceptionInfo,
@@ -39,12 +47,11 @@ from resultstore.models import (
     StoreOutcome,
     TaskResult,
 )
-from resultstore.protocols import Capability
-from resultstore.remote import rebuild_exception
-from resultstore.retrying import deadline as bounded_by
-from resultstore.states import PROPAGATE_STATES, State
-from resultstore.validation import check_group_id, check_task_id
-from resultstore.waiting import Delivery, Inbox, WaitedStore, WaitHub, describe_ids, failing_note
+from resultstore.concepts.remote import rebuild_exception
+from resultstore.concepts.states import PROPAGATE_STATES, State
+from resultstore.concepts.validation import check_group_id, check_task_id
+from resultstore.plugin.protocols import Capability
+from resultstore.plugin.retrying import deadline as bounded_by
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -105,7 +112,7 @@ Allowed = Iterable[type[BaseException]]
 _OWN_ALLOWED: tuple[type[BaseException], ...] = (ChordPartFailedError,)
 _UNKNOWN_FAILURE = ExceptionInfo(
     type_name="RemoteError",
-    module="resultstore.remote",
+    module="resultstore",
     message="the task failed without a stored exception",
 )
 
@@ -425,9 +432,9 @@ class AsyncResult:
         A FAILURE or REVOKED task's exception is raised when ``propagate``
         is true (returned otherwise), rebuilt safely: built-in exceptions,
         allow-listed classes (``allowed``, the handle's and the store's) as
-        themselves, anything else as a :class:`~resultstore.remote.RemoteError`.
+        themselves, anything else as a :class:`~resultstore.RemoteError`.
         ``timeout`` is wall-clock seconds; running out raises
-        :class:`~resultstore.errors.ResultTimeoutError`. ``interval`` caps
+        :class:`~resultstore.ResultTimeoutError`. ``interval`` caps
         the poll interval on backends without push.
         """
         started = time.monotonic()
@@ -894,7 +901,7 @@ def chord_part_done(
     return value (or the exception it raised) as the result of
     ``callback_id``. If a part ended in FAILURE or REVOKED the callback does
     not run; ``callback_id`` gets a FAILURE with
-    :class:`~resultstore.errors.ChordPartFailedError` naming the first such part.
+    :class:`~resultstore.ChordPartFailedError` naming the first such part.
     """
     outcome = store.chord_part_return(group_id, index, result)
     if not outcome.complete or outcome.results is None:

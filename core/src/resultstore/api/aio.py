@@ -1,9 +1,9 @@
 """The asyncio side: :func:`connect_async` and :class:`AsyncResultStore`.
 
 A backend that declares ``Capability.NATIVE_ASYNC`` offers its own asyncio
-twin through ``async_backend()`` (:class:`~resultstore.protocols.SupportsNativeAsync`);
+twin through ``async_backend()`` (:class:`~resultstore.SupportsNativeAsync`);
 any other backend is driven through a thread pool
-(:class:`~resultstore.backends.threaded.ThreadedAsyncBackend`). Waiting
+(:class:`~resultstore.ThreadedAsyncBackend`). Waiting
 goes through the same per-process hub as sync waiters, so one process holds
 one push listener (or one poller) per store whatever mix of threads and
 event loops waits on it.
@@ -18,10 +18,11 @@ from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
+from resultstore.api.result import AsyncResult, ChordResult, GroupResult
+from resultstore.api.store import ResultStore, connect
 from resultstore.backends.threaded import ThreadedAsyncBackend
-from resultstore.errors import ConfigurationError
-from resultstore.hooks import Hooks
-from resultstore.models import (
+from resultstore.concepts.errors import ConfigurationError
+from resultstore.concepts.models import (
     ChordOutcome,
     ChordState,
     Group,
@@ -29,13 +30,17 @@ from resultstore.models import (
     TaskResult,
     utcnow,
 )
-from resultstore.protocols import AsyncResultBackend, Capability, SupportsNativeAsync
-from resultstore.remote import describe_exception
-from resultstore.result import AsyncResult, ChordResult, GroupResult
-from resultstore.retrying import Closed
-from resultstore.states import State
-from resultstore.store import ResultStore, connect
-from resultstore.validation import check_result, check_results, check_task_id, check_task_ids
+from resultstore.concepts.remote import describe_exception
+from resultstore.concepts.states import State
+from resultstore.concepts.validation import (
+    check_result,
+    check_results,
+    check_task_id,
+    check_task_ids,
+)
+from resultstore.plugin.hooks import Hooks
+from resultstore.plugin.protocols import AsyncResultBackend, Capability, SupportsNativeAsync
+from resultstore.plugin.retrying import Closed
 
 __all__ = ["AsyncResultStore", "async_backend_for", "connect_async"]
 
@@ -87,7 +92,7 @@ async def connect_async(
 
 
 class AsyncResultStore:
-    """A :class:`~resultstore.store.ResultStore` for asyncio code.
+    """A :class:`~resultstore.ResultStore` for asyncio code.
 
     Reads and writes of results use the asyncio twin (``backend``); groups,
     chords and cleanup run the sync store's calls in the twin's threads when
@@ -232,7 +237,7 @@ class AsyncResultStore:
         """Close the asyncio twin, then the sync store (which stops its waiting hub).
 
         Closing again does nothing; any other call afterwards raises
-        :class:`~resultstore.errors.BackendUnavailableError`.
+        :class:`~resultstore.BackendUnavailableError`.
         """
         backend = self.backend
         if isinstance(backend, Closed):

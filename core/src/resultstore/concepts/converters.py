@@ -1,6 +1,6 @@
 """cattrs converters that turn the models into plain data, one per wire format.
 
-The models in :mod:`resultstore.models` carry no serialization code; these
+The models in :mod:`resultstore.concepts.models` carry no serialization code; these
 functions hold every encoding choice. Each ``configure_*_converter`` takes a
 fresh :class:`cattrs.Converter` and registers the hooks for one format.
 """
@@ -14,8 +14,8 @@ from typing import Any
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
-from resultstore.models import ChordState, ExceptionInfo, Group, TaskResult
-from resultstore.states import state_from_str
+from resultstore.concepts.models import ChordState, ExceptionInfo, Group, TaskResult
+from resultstore.concepts.states import state_from_str
 
 __all__ = [
     "MODELS",
@@ -94,7 +94,7 @@ def _configure_common(converter: cattrs.Converter) -> None:
 
     - Fields left at their default are omitted, to keep payloads small.
     - ``state`` is stored as its plain string; built-in names come back as
-      :class:`~resultstore.states.State` members, custom ones as ``str``.
+      :class:`~resultstore.State` members, custom ones as ``str``.
     - Tuples (``children``, ``args``, ``task_ids``) are stored as lists and
       come back as tuples; ``received`` chord indices as a sorted list.
     - ``result`` and the contents of ``args``/``kwargs`` pass through

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from resultstore.backendspec import BackendSpec
-from resultstore.codecs import DecodeRequest, EncodeRequest, decode_payload, encode_payload
-from resultstore.hookspecs import hookimpl
-from resultstore.protocols import Capability as C
+from resultstore.payloads.codecs import DecodeRequest, EncodeRequest, decode_payload, encode_payload
+from resultstore.plugin.backendspec import BackendSpec
+from resultstore.plugin.hookspecs import hookimpl
+from resultstore.plugin.protocols import Capability as C
 
 
 @hookimpl

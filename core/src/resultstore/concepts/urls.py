@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 
-from resultstore.errors import InvalidURLError
+from resultstore.concepts.errors import InvalidURLError
 
 __all__ = ["BackendURL", "parse_url", "redact"]
 

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from resultstore.models import ExceptionInfo
+from resultstore.concepts.models import ExceptionInfo
 
 __all__ = [
     "RemoteError",
@@ -56,10 +56,20 @@ class RemoteError(Exception):
 class TaskRevokedError(Exception):
     """Stored as the exception of a REVOKED task; always rebuilt as itself."""
 
+    # Stored under its public name, whichever module of the package defines it.
+    __module__ = "resultstore"
+
 
 #: resultstore's own task-outcome exceptions, rebuilt without being allow-listed.
 _OWN: dict[str, type[BaseException]] = {
     f"{TaskRevokedError.__module__}.{TaskRevokedError.__qualname__}": TaskRevokedError
+}
+
+#: Names that versions before the core's layer folders stored for its own
+#: exceptions, read as the public names they are now.
+_RENAMED: dict[str, str] = {
+    "resultstore.remote.TaskRevokedError": "resultstore.TaskRevokedError",
+    "resultstore.errors.ChordPartFailedError": "resultstore.ChordPartFailedError",
 }
 
 _generated: dict[tuple[str, str], type[RemoteError]] = {}
@@ -177,7 +187,7 @@ def rebuild_exception(
     """
     allowed_map = _allowed_map(allowed)
     args = tuple(info.args) if isinstance(info.args, list | tuple) else (info.args,)
-    name = info.qualified_name
+    name = _RENAMED.get(info.qualified_name, info.qualified_name)
     cls = allowed_map.get(name) or _OWN.get(name) or _builtin_exception(info)
     exc: BaseException | None = None
     if cls is not None and isinstance(cls, type) and issubclass(cls, BaseException):
