@@ -15,17 +15,20 @@ from typing import Any
 import pymongo
 import pytest
 import resultstore
-from resultstore import Capability, State, TaskResult, hookimpl
-from resultstore.codecs import DecodeRequest, EncodeRequest, make_envelope, parse_envelope
-from resultstore.errors import (
+from resultstore import (
     BackendUnavailableError,
+    Capability,
     ConfigurationError,
     CorruptPayloadError,
     EncodeError,
+    ExceptionInfo,
     InvalidURLError,
+    State,
+    TaskResult,
     UnknownCodecError,
+    hookimpl,
 )
-from resultstore.models import ExceptionInfo
+from resultstore.payloads.codecs import DecodeRequest, EncodeRequest, make_envelope, parse_envelope
 from resultstore_contract.servers import Server, ServerProcess, free_port
 from resultstore_contract.support import ManualClock, wait_until
 from resultstore_mongodb import backend as backend_module
@@ -360,6 +363,114 @@ def test_store_many_redoes_a_store_that_met_a_concurrent_change(
     assert [r.result if r else None for r in got.values()] == ["theirs", "ours"]
 
 
+def test_store_many_never_replaces_a_ready_state_stored_over_an_expired_one(
+    mongodb_server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch reads an expired SUCCESS; before its write another writer replaces
+    that document with a live SUCCESS. The batch's compare-and-set must miss the
+    new document (same state, other expiry) and refuse, not overwrite it."""
+    clock = ManualClock()
+    url = _url(mongodb_server)
+    with (
+        resultstore.connect(url, expires=60, clock=clock) as store,
+        resultstore.connect(url, expires=60, clock=clock) as other,
+    ):
+        backend = _backend(store)
+        store.mark_as_done("t", "old")
+        clock.advance(61)
+        real = backend._bulk
+        steps = [lambda: other.mark_as_done("t", "theirs")]
+
+        def racing(ops: list[Any]) -> tuple[set[int], set[int]]:
+            while steps:
+                steps.pop()()
+            return real(ops)
+
+        monkeypatch.setattr(backend, "_bulk", racing)
+        outcomes = store.store_many([TaskResult("t", State.SUCCESS, "ours")])
+        assert [(o.stored, o.state) for o in outcomes] == [(False, "SUCCESS")]
+        got = store.get("t")
+        assert got is not None
+        assert got.result == "theirs"
+        backend.client.drop_database(backend.settings.database)
+
+
+def _lose_next_reply(monkeypatch: pytest.MonkeyPatch, collection: Any, name: str) -> None:
+    """The next ``collection.<name>(...)`` is carried out by the server, then its
+    reply is lost (the connection drops), so the backend sends it again."""
+    real = getattr(collection, name)
+    lost: list[object] = []
+
+    def once(*args: Any, **kwargs: Any) -> Any:
+        reply = real(*args, **kwargs)
+        if not lost:
+            lost.append(reply)
+            raise pymongo.errors.AutoReconnect("connection lost before the reply (test)")
+        return reply
+
+    monkeypatch.setattr(collection, name, once)
+
+
+def test_a_ready_store_whose_reply_was_lost_finds_its_own_document(
+    store: resultstore.ResultStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The replace that stored SUCCESS was applied but its reply lost: the retry
+    meets a ready state, which is its own, so the store reports stored."""
+    store.mark_as_started("t")
+    _lose_next_reply(monkeypatch, _backend(store).results, "find_one_and_replace")
+    done = store.mark_as_done("t", "ours")
+    assert (done.stored, done.state) == (True, "SUCCESS")
+    other = store.mark_as_done("t", "late")
+    assert (other.stored, other.state) == (False, "SUCCESS")
+    got = store.get("t")
+    assert got is not None
+    assert got.result == "ours"
+
+
+def test_a_batch_whose_reply_was_lost_finds_its_own_ready_states(
+    store: resultstore.ResultStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bulk write was applied but its reply lost: the retried bulk meets the
+    batch's own documents, and each store reports stored, not refused."""
+    store.mark_as_started("b")
+    _lose_next_reply(monkeypatch, _backend(store).results, "bulk_write")
+    outcomes = store.store_many(
+        [TaskResult("a", State.SUCCESS, "ours"), TaskResult("b", State.FAILURE, "ours")]
+    )
+    assert [(o.stored, o.state) for o in outcomes] == [(True, "SUCCESS"), (True, "FAILURE")]
+    got = store.get_many(["a", "b"])
+    assert [r.result if r else None for r in got.values()] == ["ours", "ours"]
+
+
+def test_the_asyncio_twin_finds_its_own_document_after_a_lost_reply(
+    mongodb_server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asyncio.run(_twin_after_a_lost_reply(_url(mongodb_server), monkeypatch))
+
+
+async def _twin_after_a_lost_reply(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from resultstore import connect_async
+
+    async with await connect_async(url) as store:
+        assert (await store.mark_as_started("t")).stored
+        collection = store.backend.results  # type: ignore[attr-defined]
+        real = collection.find_one_and_replace
+        lost: list[object] = []
+
+        async def once(*args: Any, **kwargs: Any) -> Any:
+            reply = await real(*args, **kwargs)
+            if not lost:
+                lost.append(reply)
+                raise pymongo.errors.AutoReconnect("connection lost before the reply (test)")
+            return reply
+
+        monkeypatch.setattr(collection, "find_one_and_replace", once)
+        done = await store.mark_as_done("t", "ours")
+        assert (done.stored, done.state) == (True, "SUCCESS")
+        backend = _backend(store.sync)
+        await asyncio.to_thread(backend.client.drop_database, backend.settings.database)
+
+
 def test_bulk_get_of_many_ids_in_batches(store: resultstore.ResultStore) -> None:
     ids = [f"id{i}" for i in range(2500)]
     store.store_many([TaskResult(i, State.SUCCESS, n) for n, i in enumerate(ids[:2400])])
@@ -629,7 +740,7 @@ def test_native_asyncio_twin(mongodb_server: Server) -> None:
 
 
 async def _native_asyncio_twin(url: str) -> None:
-    from resultstore.aio import connect_async
+    from resultstore import connect_async
 
     async with await connect_async(url) as store:
         assert store.native

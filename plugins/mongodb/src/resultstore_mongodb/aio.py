@@ -29,6 +29,7 @@ from resultstore_mongodb.backend import (
     judge,
     live,
     live_state,
+    ours,
     outcome,
     stuck,
     unready,
@@ -77,7 +78,7 @@ class AsyncMongoBackend:
         return None  # pragma: no cover  # the loop returns or raises
 
     async def _store(
-        self, result: TaskResult, doc: Mapping[str, Any], now: dt.datetime
+        self, result: TaskResult, doc: Mapping[str, Any], now: dt.datetime, mine: bool
     ) -> StoreOutcome:
         # The sync backend's _store, awaited: see there.
         freshness, state = self._sync.freshness, str(result.state)
@@ -93,7 +94,10 @@ class AsyncMongoBackend:
             try:
                 before = await self._replace(unready(result.task_id), doc)
             except DuplicateKeyError:
-                current = await self.results.find_one({"_id": result.task_id}, CURRENT_FIELDS)
+                fields = None if mine else CURRENT_FIELDS
+                current = await self.results.find_one({"_id": result.task_id}, fields)
+                if mine and ours(current, doc):
+                    return StoreOutcome(True, result.state, None)
                 try:
                     expired = judge(current, now)
                 except Refused as refused:
@@ -112,7 +116,14 @@ class AsyncMongoBackend:
         if overwrite:
             before = await self.retry.run_async(lambda: self._overwrite(result.task_id, doc))
             return StoreOutcome(True, result.state, live_state(before, now))
-        return await self.retry.run_async(lambda: self._store(result, doc, now))
+        tries = 0
+
+        async def attempt() -> StoreOutcome:
+            nonlocal tries
+            tries += 1
+            return await self._store(result, doc, now, tries > 1)
+
+        return await self.retry.run_async(attempt)
 
     async def _find_one(self, task_id: str) -> Any:
         # As the sync backend's find_one: the find command, without a cursor.

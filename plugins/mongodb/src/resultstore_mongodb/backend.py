@@ -38,12 +38,19 @@ import bson
 import pymongo
 import pymongo.errors
 from pymongo import IndexModel, InsertOne, ReplaceOne, ReturnDocument
-from resultstore.codecs import Serializer
-from resultstore.config import BackendConfig
-from resultstore.errors import ChordError, ConfigurationError
-from resultstore.models import ChordOutcome, ChordState, Group, StoreOutcome, TaskResult
-from resultstore.protocols import Capability
-from resultstore.states import READY_STATES, state_from_str
+from resultstore import (
+    BackendConfig,
+    Capability,
+    ChordError,
+    ChordOutcome,
+    ChordState,
+    ConfigurationError,
+    Group,
+    Serializer,
+    StoreOutcome,
+    TaskResult,
+)
+from resultstore.concepts.states import READY_STATES, state_from_str
 
 from resultstore_mongodb.client import MongoRetry, Settings, build_client, server_identity
 from resultstore_mongodb.documents import CODEC_OPTIONS, RAW_REPLY, Documents
@@ -62,6 +69,7 @@ __all__ = [
     "Refused",
     "judge",
     "live_expression",
+    "ours",
     "outcome",
     "unready",
 ]
@@ -164,6 +172,26 @@ def upsert(call: Callable[[], T]) -> T:
         except pymongo.errors.DuplicateKeyError:
             continue
     return call()
+
+
+def _holding(task_id: str, doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The filter a batch's compare-and-set replaces ``doc`` with: its state, and
+    for a ready state (expired, or nothing would be written) its expiry too, so
+    that a live ready state stored over it since is never matched."""
+    state = doc.get("state")
+    if state in READY_STATES:
+        return {"_id": task_id, "state": state, "expires_at": doc.get("expires_at")}
+    return {"_id": task_id, "state": state}
+
+
+def ours(current: Mapping[str, Any] | None, doc: Mapping[str, Any]) -> bool:
+    """Whether the whole stored document ``current`` is ``doc``, the one this store
+    writes: a try whose reply was lost had been applied."""
+    if current is None:
+        return False
+    # Through BSON and back, as ``current`` came: naive datetimes turn aware UTC.
+    written = bson.decode(bson.encode(doc, codec_options=CODEC_OPTIONS), CODEC_OPTIONS)
+    return dict(current) == written
 
 
 class Refused(Exception):
@@ -315,10 +343,29 @@ class MongoBackend:
     def store(self, result: TaskResult, *, overwrite: bool = False) -> StoreOutcome:
         now = self.now()
         doc = self.documents.result(result, self.expires_at(now))
+        return self._store_one(result, doc, now, overwrite)
+
+    def _store_one(
+        self,
+        result: TaskResult,
+        doc: Mapping[str, Any],
+        now: dt.datetime,
+        overwrite: bool,
+        mine: bool = False,
+    ) -> StoreOutcome:
+        """``store`` of an encoded ``doc``; ``mine``: an earlier write of ``doc`` may
+        have been applied (its reply was lost), as every try after the first."""
         if overwrite:
             before = self.retry(lambda: upsert(lambda: self._replace({"_id": result.task_id}, doc)))
             return StoreOutcome(True, result.state, live_state(before, now))
-        return self.retry(lambda: self._store(result, doc, now))
+        tries = 0
+
+        def attempt() -> StoreOutcome:
+            nonlocal tries
+            tries += 1
+            return self._store(result, doc, now, mine or tries > 1)
+
+        return self.retry(attempt)
 
     def _replace(
         self, filter_: Mapping[str, Any], doc: Mapping[str, Any], *, insert: bool = True
@@ -331,7 +378,9 @@ class MongoBackend:
             return_document=ReturnDocument.BEFORE,
         )
 
-    def _store(self, result: TaskResult, doc: Mapping[str, Any], now: dt.datetime) -> StoreOutcome:
+    def _store(
+        self, result: TaskResult, doc: Mapping[str, Any], now: dt.datetime, mine: bool = False
+    ) -> StoreOutcome:
         state = str(result.state)
         if self.freshness.expect_new(state):
             try:
@@ -345,7 +394,10 @@ class MongoBackend:
             try:
                 before = self._replace(unready(result.task_id), doc)
             except pymongo.errors.DuplicateKeyError:
-                current = self.results.find_one({"_id": result.task_id}, CURRENT_FIELDS)
+                fields = None if mine else CURRENT_FIELDS
+                current = self.results.find_one({"_id": result.task_id}, fields)
+                if mine and ours(current, doc):
+                    return StoreOutcome(True, result.state, None)
                 try:
                     expired = judge(current, now)
                 except Refused as refused:
@@ -374,9 +426,10 @@ class MongoBackend:
         docs = [self.documents.result(r, expires_at) for r in results]
         ids = list(dict.fromkeys(r.task_id for r in results))
         found = self.find_many(ids, {"state": 1, "expires_at": 1})
-        # What each id holds now: (document exists, its raw state, its live state).
-        known: dict[str, tuple[bool, Any, str | None]] = {
-            task_id: (True, doc.get("state"), live_state(doc, now))
+        # What each id holds now: the filter of its document (None: no document)
+        # and its live state.
+        known: dict[str, tuple[dict[str, Any] | None, str | None]] = {
+            task_id: (_holding(task_id, doc), live_state(doc, now))
             for task_id, doc in found.items()
         }
         outcomes: list[StoreOutcome | None] = [None] * len(results)
@@ -395,36 +448,41 @@ class MongoBackend:
             planned: list[int] = []
             for index in members:
                 result = results[index]
-                exists, raw_state, state = known.get(result.task_id, (False, None, None))
+                filter_, state = known.get(result.task_id, (None, None))
                 if state in READY_STATES and not overwrite:
                     outcomes[index] = StoreOutcome(False, state, state)
                     continue
-                if exists:
-                    # Compare-and-set on the state read: a concurrent change makes
+                if filter_ is not None:
+                    # Compare-and-set on what was read: a concurrent change makes
                     # the filter miss, the upsert then fails with E11000, and that
                     # store is done again on its own.
-                    ops.append(
-                        ReplaceOne(
-                            {"_id": result.task_id, "state": raw_state}, docs[index], upsert=True
-                        )
-                    )
+                    ops.append(ReplaceOne(filter_, docs[index], upsert=True))
                 else:
                     ops.append(InsertOne(docs[index]))
                 planned.append(index)
             if not ops:
                 continue
-            conflicts, upserted = self.retry(functools.partial(self._bulk, ops))
+            tries = 0
+
+            def attempt(ops: list[Any] = ops) -> tuple[set[int], set[int]]:
+                nonlocal tries
+                tries += 1
+                return self._bulk(ops)
+
+            conflicts, upserted = self.retry(attempt)
             for position, index in enumerate(planned):
                 result = results[index]
                 if position in conflicts:
-                    done = self.store(result, overwrite=overwrite)
+                    # After a lost reply the conflict may be this very write, applied.
+                    done = self._store_one(result, docs[index], now, overwrite, tries > 1)
                 else:
-                    previous = known.get(result.task_id, (False, None, None))[2]
+                    previous = known.get(result.task_id, (None, None))[1]
                     if position in upserted:
                         previous = None  # the document was deleted meanwhile
                     done = StoreOutcome(True, result.state, previous)
                 outcomes[index] = done
-                known[result.task_id] = (True, done.state, done.state)
+                # A ready state here is live: the next round refuses without a filter.
+                known[result.task_id] = ({"_id": result.task_id, "state": done.state}, done.state)
         return [o for o in outcomes if o is not None]
 
     def _bulk(self, ops: list[Any]) -> tuple[set[int], set[int]]:
