@@ -1,9 +1,10 @@
 """Real Celery workers on a real Redis broker, with the bridge as their result backend.
 
 One worker per store (SQLite on a prefork pool, resultstore-redis and, when
-resultstore-mongodb is installed, MongoDB on thread pools) serves the whole
-session; ``bridge`` runs a test on each, ``redis_bridge`` and
-``sqlite_bridge`` on one. Each worker has a broker database of its own.
+resultstore-mongodb or resultstore-postgresql is installed, MongoDB and
+PostgreSQL on thread pools) serves the whole session; ``bridge`` runs a test
+on each, ``redis_bridge`` and ``sqlite_bridge`` on one. Each worker has a
+broker database of its own.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from resultstore_contract.servers import (
     Server,
     ServerProcess,
     mongodb_server,
+    postgresql_server,
     redis_server,
 )
 
@@ -39,15 +41,23 @@ __all__ = [
     "bridge",
     "bridges",
     "mongodb_server",
+    "postgresql_server",
     "redis_bridge",
     "redis_server",
     "sqlite_bridge",
     "start_worker",
+    "store_servers",
 ]
 
-HAVE_MONGODB = importlib.util.find_spec("resultstore_mongodb") is not None
-STORES = ["sqlite", "redis", *(["mongodb"] if HAVE_MONGODB else [])]
-_BROKER_DB = {"sqlite": 1, "redis": 2, "mongodb": 3}
+#: stores whose plugin may be missing, each with the session fixture of its server.
+OPTIONAL_STORES = {"mongodb": "mongodb_server", "postgresql": "postgresql_server"}
+STORES = [
+    "sqlite",
+    "redis",
+    *(name for name in OPTIONAL_STORES if importlib.util.find_spec(f"resultstore_{name}")),
+]
+# 4 and 5 + STORES.index(store) are test_redelivery's.
+_BROKER_DB = {"sqlite": 1, "redis": 2, "mongodb": 3, "postgresql": 12}
 
 
 @attrs.define
@@ -135,8 +145,19 @@ def backend_url(store: str, tmp: Path, servers: dict[str, Server]) -> str:
         return f"resultstore+sqlite:///{tmp / 'results.db'}"
     if store == "redis":
         return f"resultstore+{servers['redis'].url}?key_prefix={name}:"
+    if store == "postgresql":
+        return f"resultstore+{servers['postgresql'].url}?table_prefix={name}_"
     base, _, query = servers["mongodb"].url.partition("?")
     return f"resultstore+{base.rstrip('/')}/{name}?{query}"
+
+
+def store_servers(request: pytest.FixtureRequest, stores: list[str]) -> dict[str, Server]:
+    """The servers of the optional ``stores`` (started on first request, kept for the session)."""
+    return {
+        name: request.getfixturevalue(fixture)
+        for name, fixture in OPTIONAL_STORES.items()
+        if name in stores
+    }
 
 
 class Bridges:
@@ -186,9 +207,7 @@ def bridges(
     redis_server: Server,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Bridges]:
-    servers = {"redis": redis_server}
-    if HAVE_MONGODB:
-        servers["mongodb"] = request.getfixturevalue("mongodb_server")
+    servers = {"redis": redis_server, **store_servers(request, STORES)}
     made = Bridges(servers, tmp_path_factory)
     try:
         yield made
@@ -204,7 +223,7 @@ def bridge(request: pytest.FixtureRequest, bridges: Bridges) -> Bridge:
 
 # The 1,000-part chord runs here only: on SecantusDB each chord part of
 # resultstore-mongodb costs more as the chord grows, making it minutes long.
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=[store for store in STORES if store != "mongodb"])
 def big_chord_bridge(request: pytest.FixtureRequest, bridges: Bridges) -> Bridge:
     return bridges.get(request.param)
 

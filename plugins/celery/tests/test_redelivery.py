@@ -12,7 +12,7 @@ import bridge_app
 import pytest
 import resultstore
 from celery import chord  # type: ignore[import-untyped]  # untyped
-from conftest import STORES, backend_url, start_worker
+from conftest import STORES, backend_url, start_worker, store_servers
 from resultstore_contract.servers import Server, ServerProcess
 
 PARTS = 40
@@ -84,9 +84,7 @@ def test_worker_killed_mid_chord_completes_it_once(redis_server: Server, tmp_pat
 def test_body_lost_with_its_worker_is_sent_by_the_redelivered_part(
     store: str, request: pytest.FixtureRequest, redis_server: Server, tmp_path: Path
 ) -> None:
-    servers = {"redis": redis_server}
-    if store == "mongodb":
-        servers["mongodb"] = request.getfixturevalue("mongodb_server")
+    servers = {"redis": redis_server, **store_servers(request, [store])}
     backend = backend_url(store, tmp_path, servers)
     broker = f"redis://{redis_server.host}:{redis_server.port}/{5 + STORES.index(store)}"
     log_dir = tmp_path / "logs"
