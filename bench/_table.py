@@ -10,6 +10,7 @@ result yet, and the verdict says so.
 
 from __future__ import annotations
 
+import argparse
 import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,19 +19,37 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-__all__ = ["RatioTable", "Samples", "percentile", "run_rounds"]
+__all__ = ["RatioTable", "Runs", "Samples", "arguments", "percentile", "run_rounds"]
+
+
+def arguments(description: str | None, *, rounds: int, ops: int) -> argparse.ArgumentParser:
+    """The options every backend's bench takes: ``--rounds`` and ``--ops`` (per rate case)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--ops", type=int, default=ops)
+    return parser
+
+
+class Runs(dict[str, list[float]]):
+    """Each case's samples, one per round, by case name."""
+
+    def rate(self, name: str) -> Samples:
+        return Samples(self[name])
+
+    def seconds(self, name: str) -> Samples:
+        return Samples(self[name], unit="s")
 
 
 def run_rounds(
     cases: Mapping[str, Callable[[], float]], rounds: int, *, order: Sequence[str] | None = None
-) -> dict[str, list[float]]:
+) -> Runs:
     """Call every case once per round, in order, and collect one sample per call.
 
     ``order`` defaults to the mapping's order; every round runs all cases before
     the next round starts (interleaving).
     """
     names = list(order) if order is not None else list(cases)
-    samples: dict[str, list[float]] = {name: [] for name in names}
+    samples = Runs({name: [] for name in names})
     for _ in range(rounds):
         for name in names:
             samples[name].append(cases[name]())

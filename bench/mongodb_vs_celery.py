@@ -25,44 +25,28 @@ those here.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import tempfile
-import time
-import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pymongo
 import resultstore
-from _table import RatioTable, Samples, run_rounds
-from celery import Celery
-from celery.result import AsyncResult as CeleryResult
-from celery.result import GroupResult as CeleryGroup
-from resultstore import State, TaskResult
+from _cases import PAYLOAD, OurCases, ids, per_second, timed
+from _celery import CeleryCases
+from _table import RatioTable, arguments, run_rounds
 from resultstore_contract.servers import start_mongodb
 
-PAYLOAD = {f"field{i}": f"value-{i}-" + "x" * 6 for i in range(10)}
 BATCH = 2_000
 TRANSITIONS = 50
-
-
-def _ids(n: int, tag: str) -> list[str]:
-    return [f"{tag}-{uuid.uuid4().hex}" for _ in range(n)]
-
-
-def _rate(n: int, run: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    run()
-    return n / (time.perf_counter() - start)
 
 
 class Bench:
     def __init__(self, url: str, ops: int) -> None:
         self.ops = ops
-        self.ours = resultstore.connect(url, database="bench_ours")
-        backend: Any = self.ours.backend
+        self.store = resultstore.connect(url, database="bench_ours")
+        self.ours = OurCases(self.store, ops)
+        backend: Any = self.store.backend
         # The raw contender gets a collection indexed exactly like ours.
         client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(url, tz_aware=True)
         self.client = client
@@ -76,12 +60,10 @@ class Bench:
                     else {}
                 )
                 self.raw.create_index(key, **extra)
-        base = url.rstrip("/")
-        self.app = Celery("bench", broker="memory://", backend=f"{base}/bench_celery")
-        self.celery = self.app.backend
+        self.celery = CeleryCases(f"{url.rstrip('/')}/bench_celery", ops)
 
     def close(self) -> None:
-        self.ours.close()
+        self.store.close()
         self.client.close()
 
     def _raw_doc(self, state: str) -> dict[str, Any]:
@@ -93,183 +75,124 @@ class Bench:
             "expires_at": now + dt.timedelta(days=1),
         }
 
-    # -- store -----------------------------------------------------------------
-
     def store_raw(self) -> float:
-        ids = _ids(self.ops, "raw")
+        task_ids = ids(self.ops, "raw")
 
         def run() -> None:
-            for task_id in ids:
+            for task_id in task_ids:
                 self.raw.replace_one({"_id": task_id}, self._raw_doc("SUCCESS"), upsert=True)
 
-        return _rate(self.ops, run)
-
-    def store_ours(self) -> float:
-        ids = _ids(self.ops, "our")
-        return _rate(self.ops, lambda: [self.ours.mark_as_done(t, PAYLOAD) for t in ids])
-
-    def store_celery(self) -> float:
-        ids = _ids(self.ops, "cel")
-        return _rate(
-            self.ops, lambda: [self.celery.store_result(t, PAYLOAD, "SUCCESS") for t in ids]
-        )
+        return per_second(self.ops, run)
 
     # A task's second state (SUCCESS over STARTED) takes the conditional path,
     # a findAndModify that SecantusDB answers with a scan of the collection:
     # a few stores show the figure without the run taking minutes.
     def transition_raw(self) -> float:
-        ids = _ids(TRANSITIONS, "traw")
-        for task_id in ids:
+        task_ids = ids(TRANSITIONS, "traw")
+        for task_id in task_ids:
             self.raw.replace_one({"_id": task_id}, self._raw_doc("STARTED"), upsert=True)
 
         def run() -> None:
-            for task_id in ids:
+            for task_id in task_ids:
                 self.raw.replace_one({"_id": task_id}, self._raw_doc("SUCCESS"), upsert=True)
 
-        return _rate(TRANSITIONS, run)
+        return per_second(TRANSITIONS, run)
 
     def transition_ours(self) -> float:
-        ids = _ids(TRANSITIONS, "tour")
-        for task_id in ids:
-            self.ours.mark_as_started(task_id)
-        return _rate(TRANSITIONS, lambda: [self.ours.mark_as_done(t, PAYLOAD) for t in ids])
-
-    # -- get -------------------------------------------------------------------
+        task_ids = ids(TRANSITIONS, "tour")
+        for task_id in task_ids:
+            self.store.mark_as_started(task_id)
+        return per_second(
+            TRANSITIONS, lambda: [self.store.mark_as_done(t, PAYLOAD) for t in task_ids]
+        )
 
     def get_raw(self) -> float:
-        ids = _ids(self.ops, "graw")
-        self.raw.insert_many([{"_id": t, **self._raw_doc("SUCCESS")} for t in ids])
-        return _rate(self.ops, lambda: [self.raw.find_one({"_id": t}) for t in ids])
-
-    def get_ours(self) -> float:
-        ids = _ids(self.ops, "gour")
-        self.ours.store_many([TaskResult(t, State.SUCCESS, PAYLOAD) for t in ids])
-        return _rate(self.ops, lambda: [self.ours.get(t) for t in ids])
-
-    def handle_ours(self) -> float:
-        ids = _ids(self.ops, "hour")
-        self.ours.store_many([TaskResult(t, State.SUCCESS, PAYLOAD) for t in ids])
-        return _rate(self.ops, lambda: [self.ours.result(t).get() for t in ids])
-
-    def get_celery(self) -> float:
-        ids = _ids(self.ops, "gcel")
-        for task_id in ids:
-            self.celery.store_result(task_id, PAYLOAD, "SUCCESS")
-        return _rate(self.ops, lambda: [CeleryResult(t, app=self.app).get() for t in ids])
-
-    # -- batches of 2,000 ------------------------------------------------------------
-
-    def batch_ours(self) -> float:
-        results = [TaskResult(t, State.SUCCESS, PAYLOAD) for t in _ids(BATCH, "bat")]
-        return _rate(BATCH, lambda: self.ours.store_many(results))
-
-    def batch_celery(self) -> float:
-        ids = _ids(BATCH, "cbat")
-        return _rate(BATCH, lambda: [self.celery.store_result(t, PAYLOAD, "SUCCESS") for t in ids])
-
-    def join_ours(self) -> float:
-        ids = _ids(BATCH, "jour")
-        self.ours.store_many([TaskResult(t, State.SUCCESS, PAYLOAD) for t in ids])
-        start = time.perf_counter()
-        values = self.ours.group_result(uuid.uuid4().hex, ids).join(timeout=120)
-        assert len(values) == BATCH
-        return time.perf_counter() - start
+        task_ids = ids(self.ops, "graw")
+        self.raw.insert_many([{"_id": t, **self._raw_doc("SUCCESS")} for t in task_ids])
+        return per_second(self.ops, lambda: [self.raw.find_one({"_id": t}) for t in task_ids])
 
     def join_raw(self) -> float:
-        ids = _ids(BATCH, "jraw")
-        self.raw.insert_many([{"_id": t, **self._raw_doc("SUCCESS")} for t in ids])
-        start = time.perf_counter()
-        values = list(self.raw.find({"_id": {"$in": ids}}))
-        assert len(values) == BATCH
-        return time.perf_counter() - start
+        task_ids = ids(BATCH, "jraw")
+        self.raw.insert_many([{"_id": t, **self._raw_doc("SUCCESS")} for t in task_ids])
 
-    def join_celery(self) -> float:
-        ids = _ids(BATCH, "jcel")
-        for task_id in ids:
-            self.celery.store_result(task_id, PAYLOAD, "SUCCESS")
-        group = CeleryGroup(
-            uuid.uuid4().hex, [CeleryResult(t, app=self.app) for t in ids], app=self.app
-        )
-        start = time.perf_counter()
-        # The MongoBackend has no native join: ResultSet.join reads each result in turn.
-        values = group.join(timeout=120)
-        assert len(values) == BATCH
-        return time.perf_counter() - start
+        def run() -> None:
+            values = list(self.raw.find({"_id": {"$in": task_ids}}))
+            assert len(values) == BATCH
+
+        return timed(run)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--ops", type=int, default=1000)
-    args = parser.parse_args()
-    cases = [
-        "store_raw",
-        "store_ours",
-        "store_celery",
-        "transition_raw",
-        "transition_ours",
-        "get_raw",
-        "get_ours",
-        "handle_ours",
-        "get_celery",
-        "batch_ours",
-        "batch_celery",
-        "join_raw",
-        "join_ours",
-        "join_celery",
-    ]
+    args = arguments(__doc__, rounds=5, ops=1000).parse_args()
     with tempfile.TemporaryDirectory() as tmp, start_mongodb(Path(tmp), standalone=True) as server:
         bench = Bench(server.url, args.ops)
+        ours, celery = bench.ours, bench.celery
+        cases = {
+            "store_raw": bench.store_raw,
+            "store_ours": ours.mark_as_done,
+            "store_celery": celery.store_result,
+            "transition_raw": bench.transition_raw,
+            "transition_ours": bench.transition_ours,
+            "get_raw": bench.get_raw,
+            "get_ours": ours.get,
+            "handle_ours": ours.result_get,
+            "get_celery": celery.get,
+            "batch_ours": lambda: ours.store_many(BATCH),
+            "batch_celery": lambda: celery.store_result(BATCH, tag="cbat"),
+            "join_raw": bench.join_raw,
+            "join_ours": lambda: ours.join(BATCH, timeout=120),
+            # The MongoBackend has no native join: ResultSet.join reads each result in turn.
+            "join_celery": lambda: celery.join(BATCH, native=False, timeout=120),
+        }
         try:
-            runs = run_rounds({name: getattr(bench, name) for name in cases}, args.rounds)
+            runs = run_rounds(cases, args.rounds)
         finally:
             bench.close()
-
-    def rate(name: str) -> Samples:
-        return Samples(runs[name])
-
-    def seconds(name: str) -> Samples:
-        return Samples(runs[name], unit="s")
 
     table = RatioTable(
         f"resultstore-mongodb vs peers on SecantusDB (medians of {args.rounds} rounds)"
     )
     table.ratio(
-        "store vs raw replace_one(upsert)", rate("store_ours"), rate("store_raw"), target=0.95
+        "store vs raw replace_one(upsert)",
+        runs.rate("store_ours"),
+        runs.rate("store_raw"),
+        target=0.95,
     )
-    table.ratio("store vs Celery store_result", rate("store_ours"), rate("store_celery"))
+    table.ratio("store vs Celery store_result", runs.rate("store_ours"), runs.rate("store_celery"))
     table.ratio(
         "2nd state (findAndModify; SecantusDB scans) vs raw",
-        rate("transition_ours"),
-        rate("transition_raw"),
+        runs.rate("transition_ours"),
+        runs.rate("transition_raw"),
     )
-    table.ratio("get() vs raw find_one", rate("get_ours"), rate("get_raw"), target=0.95)
+    table.ratio("get() vs raw find_one", runs.rate("get_ours"), runs.rate("get_raw"), target=0.95)
     table.ratio(
         "result().get() ready vs raw find_one",
-        rate("handle_ours"),
-        rate("get_raw"),
+        runs.rate("handle_ours"),
+        runs.rate("get_raw"),
         target=0.85,
     )
     table.ratio(
-        "result().get() ready vs Celery AsyncResult.get", rate("handle_ours"), rate("get_celery")
+        "result().get() ready vs Celery AsyncResult.get",
+        runs.rate("handle_ours"),
+        runs.rate("get_celery"),
     )
     table.ratio(
         f"batch store {BATCH:,} vs Celery one-by-one",
-        rate("batch_ours"),
-        rate("batch_celery"),
+        runs.rate("batch_ours"),
+        runs.rate("batch_celery"),
         target=5,
     )
     table.ratio(
         f"join {BATCH:,} time vs raw find($in)",
-        seconds("join_ours"),
-        seconds("join_raw"),
+        runs.seconds("join_ours"),
+        runs.seconds("join_raw"),
         target=1.5,
         at_most=True,
     )
     table.ratio(
         f"join {BATCH:,} speed-up vs Celery's per-result loop",
-        seconds("join_ours"),
-        seconds("join_celery"),
+        runs.seconds("join_ours"),
+        runs.seconds("join_celery"),
         target=10,
         invert=True,
     )
