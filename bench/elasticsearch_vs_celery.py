@@ -16,37 +16,22 @@ Run with ``nox -s bench``.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import os
 import subprocess
-import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import elasticsearch
 import resultstore
-from _table import RatioTable, Samples, run_rounds
-from celery import Celery
-from celery.result import AsyncResult as CeleryResult
-from celery.result import GroupResult as CeleryGroup
+from _cases import PAYLOAD, OurCases, ids, per_second, timed
+from _celery import CeleryCases
+from _table import RatioTable, arguments, run_rounds
 from resultstore import State, TaskResult
 from resultstore_contract.servers.elasticsearch import elasticsearch_node
 
-PAYLOAD = {f"field{i}": f"value-{i}-" + "x" * 6 for i in range(10)}
 BATCH = 2_000
 CHORD = 500
-
-
-def _ids(n: int, tag: str) -> list[str]:
-    return [f"{tag}-{uuid.uuid4().hex}" for _ in range(n)]
-
-
-def _rate(n: int, run: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    run()
-    return n / (time.perf_counter() - start)
 
 
 def _filesystem(path: str) -> str:
@@ -60,21 +45,18 @@ def _filesystem(path: str) -> str:
 class Bench:
     def __init__(self, url: str, ops: int) -> None:
         self.ops = ops
-        self.ours = resultstore.connect(f"elasticsearch://{url.split('://', 1)[1]}/bench-ours")
+        host = url.split("://", 1)[1]
+        self.store = resultstore.connect(f"elasticsearch://{host}/bench-ours")
+        self.ours = OurCases(self.store, ops)
         self.es = elasticsearch.Elasticsearch(url, request_timeout=60)
-        self.app = Celery(
-            "bench",
-            broker="memory://",
-            backend=f"elasticsearch://{url.split('://', 1)[1]}/bench-celery",
-        )
-        self.celery = self.app.backend
+        self.celery = CeleryCases(f"elasticsearch://{host}/bench-celery", ops)
         # Every contender's index exists before the first round.
-        self.ours.mark_as_done("warm-up", PAYLOAD)
+        self.store.mark_as_done("warm-up", PAYLOAD)
         self.es.index(index="bench-raw", id="warm-up", document=self._raw_doc())
-        self.celery.store_result("warm-up", PAYLOAD, "SUCCESS")
+        self.celery.put(["warm-up"])
 
     def close(self) -> None:
-        self.ours.close()
+        self.store.close()
         self.es.close()
 
     @staticmethod
@@ -87,141 +69,72 @@ class Bench:
             "expires_at": (now + dt.timedelta(days=1)).isoformat(),
         }
 
-    # -- store and get ----------------------------------------------------------------
-
     def store_raw(self) -> float:
-        ids = _ids(self.ops, "raw")
-        return _rate(
+        task_ids = ids(self.ops, "raw")
+        return per_second(
             self.ops,
-            lambda: [self.es.index(index="bench-raw", id=t, document=self._raw_doc()) for t in ids],
-        )
-
-    def store_ours(self) -> float:
-        ids = _ids(self.ops, "our")
-        return _rate(self.ops, lambda: [self.ours.mark_as_done(t, PAYLOAD) for t in ids])
-
-    def store_celery(self) -> float:
-        ids = _ids(self.ops, "cel")
-        return _rate(
-            self.ops, lambda: [self.celery.store_result(t, PAYLOAD, "SUCCESS") for t in ids]
+            lambda: [
+                self.es.index(index="bench-raw", id=t, document=self._raw_doc()) for t in task_ids
+            ],
         )
 
     def get_raw(self) -> float:
-        ids = _ids(self.ops, "graw")
-        for task_id in ids:
+        task_ids = ids(self.ops, "graw")
+        for task_id in task_ids:
             self.es.index(index="bench-raw", id=task_id, document=self._raw_doc())
-        return _rate(self.ops, lambda: [self.es.get(index="bench-raw", id=t) for t in ids])
-
-    def get_ours(self) -> float:
-        ids = _ids(self.ops, "gour")
-        self.ours.store_many([TaskResult(t, State.SUCCESS, PAYLOAD) for t in ids])
-        return _rate(self.ops, lambda: [self.ours.get(t) for t in ids])
-
-    def get_celery(self) -> float:
-        ids = _ids(self.ops, "gcel")
-        for task_id in ids:
-            self.celery.store_result(task_id, PAYLOAD, "SUCCESS")
-        return _rate(self.ops, lambda: [CeleryResult(t, app=self.app).get() for t in ids])
-
-    # -- batches of 2,000 ----------------------------------------------------------------
-
-    def batch_ours(self) -> float:
-        results = [TaskResult(t, State.SUCCESS, PAYLOAD) for t in _ids(BATCH, "bat")]
-        return _rate(BATCH, lambda: self.ours.store_many(results))
-
-    def batch_celery(self) -> float:
-        ids = _ids(BATCH, "cbat")
-        return _rate(BATCH, lambda: [self.celery.store_result(t, PAYLOAD, "SUCCESS") for t in ids])
-
-    def join_ours(self) -> float:
-        ids = _ids(BATCH, "jour")
-        self.ours.store_many([TaskResult(t, State.SUCCESS, PAYLOAD) for t in ids])
-        start = time.perf_counter()
-        values = self.ours.group_result(uuid.uuid4().hex, ids).join(timeout=300)
-        assert len(values) == BATCH
-        return time.perf_counter() - start
-
-    def join_celery(self) -> float:
-        ids = _ids(BATCH, "jcel")
-        # Stored outside the timed part, as fast as the raw client can (Celery's format).
-        for task_id in ids:
-            self.celery.store_result(task_id, PAYLOAD, "SUCCESS")
-        group = CeleryGroup(
-            uuid.uuid4().hex, [CeleryResult(t, app=self.app) for t in ids], app=self.app
+        return per_second(
+            self.ops, lambda: [self.es.get(index="bench-raw", id=t) for t in task_ids]
         )
-        start = time.perf_counter()
-        # Celery's mget is a loop of GETs: join reads 2,000 documents one by one.
-        values = group.join(timeout=300)
-        assert len(values) == BATCH
-        return time.perf_counter() - start
-
-    # -- chord of 500 ------------------------------------------------------------------------
 
     def chord_ours(self) -> float:
         """Each part stores its result and records itself; the last one gets every result."""
         group_id = uuid.uuid4().hex
-        ids = _ids(CHORD, "chour")
-        start = time.perf_counter()
-        self.ours.backend.set_chord_size(group_id, CHORD)  # type: ignore[attr-defined]
-        complete = 0
-        for index, task_id in enumerate(ids):
-            result = TaskResult(task_id, State.SUCCESS, PAYLOAD)
-            self.ours.store(result)
-            outcome = self.ours.backend.chord_part_return(group_id, index, result)  # type: ignore[attr-defined]
-            complete += outcome.complete
-        assert complete == 1
-        return time.perf_counter() - start
+        task_ids = ids(CHORD, "chour")
+        backend: Any = self.store.backend
 
-    def chord_celery(self) -> float:
-        """Celery's ES backend has no native chords: the parts store their results and
-        chord_unlock polls the header; counted here as one successful poll (a join)."""
-        ids = _ids(CHORD, "chcel")
-        start = time.perf_counter()
-        for task_id in ids:
-            self.celery.store_result(task_id, PAYLOAD, "SUCCESS")
-        group = CeleryGroup(
-            uuid.uuid4().hex, [CeleryResult(t, app=self.app) for t in ids], app=self.app
-        )
-        assert len(group.join(timeout=300)) == CHORD
-        return time.perf_counter() - start
+        def run() -> None:
+            backend.set_chord_size(group_id, CHORD)
+            complete = 0
+            for index, task_id in enumerate(task_ids):
+                result = TaskResult(task_id, State.SUCCESS, PAYLOAD)
+                self.store.store(result)
+                complete += backend.chord_part_return(group_id, index, result).complete
+            assert complete == 1
+
+        return timed(run)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--ops", type=int, default=300)
-    args = parser.parse_args()
-    cases = [
-        "store_raw",
-        "store_ours",
-        "store_celery",
-        "get_raw",
-        "get_ours",
-        "get_celery",
-        "batch_ours",
-        "batch_celery",
-        "join_ours",
-        "join_celery",
-        "chord_ours",
-        "chord_celery",
-    ]
+    args = arguments(__doc__, rounds=5, ops=300).parse_args()
     node = elasticsearch_node()
     try:
         node.start(timeout=300)
         bench = Bench(node.url, args.ops)
+        ours, celery = bench.ours, bench.celery
+        cases = {
+            "store_raw": bench.store_raw,
+            "store_ours": ours.mark_as_done,
+            "store_celery": celery.store_result,
+            "get_raw": bench.get_raw,
+            "get_ours": ours.get,
+            "get_celery": celery.get,
+            "batch_ours": lambda: ours.store_many(BATCH),
+            "batch_celery": lambda: celery.store_result(BATCH, tag="cbat"),
+            "join_ours": lambda: ours.join(BATCH, timeout=300),
+            # Celery's mget is a loop of GETs: join reads 2,000 documents one by one.
+            "join_celery": lambda: celery.join(BATCH, native=False, timeout=300),
+            "chord_ours": bench.chord_ours,
+            # No native chords: the parts store their results and chord_unlock
+            # polls the header; counted here as one successful poll (a join).
+            "chord_celery": lambda: celery.chord_unlock(CHORD, check_ready=False),
+        }
         try:
-            runs = run_rounds({name: getattr(bench, name) for name in cases}, args.rounds)
+            runs = run_rounds(cases, args.rounds)
         finally:
             bench.close()
         where = f"{node.root} ({_filesystem(str(node.root))})"
     finally:
         node.remove()
-
-    def rate(name: str) -> Samples:
-        return Samples(runs[name])
-
-    def seconds(name: str) -> Samples:
-        return Samples(runs[name], unit="s")
 
     table = RatioTable(
         f"resultstore-elasticsearch vs peers on Elasticsearch 8.19 ({args.rounds} rounds)"
@@ -231,27 +144,29 @@ def main() -> None:
         f"1 node, heap 512m, 1 shard, translog durability=request, data in {where}, "
         f"cpus={os.cpu_count()}",
     )
-    table.ratio("store vs raw es.index", rate("store_ours"), rate("store_raw"), target=0.9)
-    table.ratio("store vs Celery store_result", rate("store_ours"), rate("store_celery"))
-    table.ratio("get() vs raw es.get", rate("get_ours"), rate("get_raw"), target=0.9)
-    table.ratio("get() vs Celery AsyncResult.get", rate("get_ours"), rate("get_celery"))
+    table.ratio(
+        "store vs raw es.index", runs.rate("store_ours"), runs.rate("store_raw"), target=0.9
+    )
+    table.ratio("store vs Celery store_result", runs.rate("store_ours"), runs.rate("store_celery"))
+    table.ratio("get() vs raw es.get", runs.rate("get_ours"), runs.rate("get_raw"), target=0.9)
+    table.ratio("get() vs Celery AsyncResult.get", runs.rate("get_ours"), runs.rate("get_celery"))
     table.ratio(
         f"batch store {BATCH:,} vs Celery one-by-one",
-        rate("batch_ours"),
-        rate("batch_celery"),
+        runs.rate("batch_ours"),
+        runs.rate("batch_celery"),
         target=10,
     )
     table.ratio(
         f"join {BATCH:,} speed-up vs Celery (2,000 GETs)",
-        seconds("join_ours"),
-        seconds("join_celery"),
+        runs.seconds("join_ours"),
+        runs.seconds("join_celery"),
         target=10,
         invert=True,
     )
     table.ratio(
         f"chord of {CHORD} speed-up vs Celery (store + one join)",
-        seconds("chord_ours"),
-        seconds("chord_celery"),
+        runs.seconds("chord_ours"),
+        runs.seconds("chord_celery"),
         invert=True,
     )
     table.print()
