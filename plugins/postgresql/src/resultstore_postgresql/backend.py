@@ -13,42 +13,37 @@ import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
-from resultstore.codecs import Serializer
-from resultstore.config import BackendConfig
-from resultstore.errors import ChordError, ConfigurationError
-from resultstore.models import ChordOutcome, ChordState, Group, StoreOutcome, TaskResult
-from resultstore.protocols import PushListener
-from resultstore.retrying import Retry, scrub, time_left
-from resultstore.states import state_from_str
+from resultstore import (
+    BackendConfig,
+    ChordError,
+    ChordOutcome,
+    ChordState,
+    ConfigurationError,
+    Group,
+    PushListener,
+    Serializer,
+    StoreOutcome,
+    TaskResult,
+)
+from resultstore.plugin.retrying import Retry, scrub, time_left
 
 from resultstore_postgresql.client import Settings, settings_from_config
 from resultstore_postgresql.listener import NotifyListener
+from resultstore_postgresql.outcomes import outcome, refused, transient
 from resultstore_postgresql.plugin import CAPABILITIES
 from resultstore_postgresql.schema import BODY_UNSENT, SCHEMA_VERSION, Tables
+
+if TYPE_CHECKING:
+    from resultstore_postgresql.aio import AsyncPostgreSQLBackend
 
 __all__ = ["PostgreSQLBackend"]
 
 T = TypeVar("T")
 Conn = psycopg.Connection[tuple[Any, ...]]
-
-# SQLSTATE classes that mean "the server or the link failed", worth a retry:
-# connection exceptions (08), insufficient resources (53), operator
-# intervention (57: admin shutdown, crash recovery), serialization and
-# deadlock (40).
-_TRANSIENT = ("08", "53", "57", "40")
-
-
-def _transient(exc: BaseException) -> bool:
-    if isinstance(exc, PoolTimeout):
-        return True
-    if isinstance(exc, psycopg.OperationalError):
-        state = getattr(exc, "sqlstate", None)
-        return state is None or state[:2] in _TRANSIENT
-    return False
 
 
 def _column(text: str | None) -> str | None:
@@ -88,7 +83,7 @@ class PostgreSQLBackend:
             "PostgreSQL",
             server=self.settings.server,
             total=self.settings.retry_total,
-            retry_on=_transient,
+            retry_on=transient,
             translate=self._translate,
             secret=self.settings.password,
         )
@@ -108,6 +103,10 @@ class PostgreSQLBackend:
             # The pool connects in the background and only logs why it failed;
             # one direct try tells a refused login (final) from a down server.
             exc = self._why_no_connection() or exc
+        return self.refusal(exc)
+
+    def refusal(self, exc: BaseException) -> BaseException | None:
+        """The ConfigurationError a refused login or a missing database means, else None."""
         if isinstance(exc, psycopg.OperationalError) and not isinstance(exc, PoolTimeout):
             text = scrub(str(exc), self.settings.password).lower()
             if "password authentication failed" in text or "no password supplied" in text:
@@ -184,9 +183,18 @@ class PostgreSQLBackend:
     def _create_tables(self, conn: Conn) -> None:
         """Create the schema once per process; concurrent creators wait on an advisory lock."""
         with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self.tables.lock_key,))
+            conn.execute(self.tables.lock_schema, {"key": self.tables.lock_key})
             for statement in self.tables.ddl():
                 conn.execute(statement)
+        self._ready = True
+
+    @property
+    def tables_ready(self) -> bool:
+        """Whether this process made sure the tables exist (the asyncio twin asks)."""
+        return self._ready
+
+    def tables_created(self) -> None:
+        """Note that the tables exist (the asyncio twin created them)."""
         self._ready = True
 
     def migrate(self) -> int:
@@ -203,12 +211,23 @@ class PostgreSQLBackend:
 
     # -- helpers -------------------------------------------------------------
 
+    def now(self) -> float:
+        """Seconds since the epoch on the backend's clock (the ``clock`` option)."""
+        return self._clock()
+
+    def encode(self, result: TaskResult) -> bytes:
+        return self._serializer.dumps(result)
+
+    def decode(self, payload: bytes) -> TaskResult:
+        return self._serializer.loads(payload, TaskResult)
+
     def _expiry(self, now: float) -> float | None:
         return None if self._expires is None else now + self._expires
 
-    def _store_params(
+    def store_params(
         self, result: TaskResult, payload: bytes, now: float, overwrite: bool, state: str
     ) -> dict[str, Any]:
+        """The parameters of :attr:`Tables.store` for ``result`` (shared with the twin)."""
         return {
             "task_id": result.task_id,
             "state": state,
@@ -226,24 +245,19 @@ class PostgreSQLBackend:
         }
 
     def _outcome(self, conn: Conn, row: tuple[Any, ...] | None, result: TaskResult) -> StoreOutcome:
-        assert row is not None
-        previous = None if row[0] is None else state_from_str(row[0])
-        if row[1]:
-            return StoreOutcome(stored=True, state=result.state, previous_state=previous)
-        if previous is None:
-            # Another writer inserted the row between our snapshot and our
-            # upsert: read what it kept (the rare path, never the common one).
-            found = conn.execute(
-                self.tables.current_state,
-                {"task_id": result.task_id, "now": self._clock()},
-            ).fetchone()
-            previous = None if found is None else state_from_str(found[0])
-        kept = previous if previous is not None else result.state
-        return StoreOutcome(stored=False, state=kept, previous_state=previous)
+        told = outcome(row, result)
+        if told is not None:
+            return told
+        # Another writer inserted the row between our snapshot and our
+        # upsert: read what it kept (the rare path, never the common one).
+        found = conn.execute(
+            self.tables.current_state, {"task_id": result.task_id, "now": self._clock()}
+        ).fetchone()
+        return refused(result, found)
 
     def plant_payload(self, task_id: str, payload: bytes, state: str = "SUCCESS") -> None:
         """Put raw bytes where a result would be (tests of corrupt payloads)."""
-        params = self._store_params(TaskResult(task_id), payload, self._clock(), True, str(state))
+        params = self.store_params(TaskResult(task_id), payload, self._clock(), True, str(state))
         self.run(lambda conn: conn.execute(self.tables.store, params))
 
     # -- ResultBackend -------------------------------------------------------
@@ -252,9 +266,7 @@ class PostgreSQLBackend:
         payload = self._serializer.dumps(result)
 
         def call(conn: Conn) -> StoreOutcome:
-            params = self._store_params(
-                result, payload, self._clock(), overwrite, str(result.state)
-            )
+            params = self.store_params(result, payload, self._clock(), overwrite, str(result.state))
             row = conn.execute(self.tables.store, params).fetchone()
             return self._outcome(conn, row, result)
 
@@ -271,7 +283,7 @@ class PostgreSQLBackend:
         def call(conn: Conn) -> list[StoreOutcome]:
             now = self._clock()
             params = [
-                self._store_params(result, payload, now, overwrite, str(result.state))
+                self.store_params(result, payload, now, overwrite, str(result.state))
                 for result, payload in zip(results, payloads, strict=True)
             ]
             rows: list[tuple[Any, ...] | None] = []
@@ -470,3 +482,11 @@ class PostgreSQLBackend:
     def listener(self) -> PushListener:
         self.retry.check_open()
         return NotifyListener(self.settings, self.retry)
+
+    # -- asyncio -------------------------------------------------------------
+
+    def async_backend(self) -> AsyncPostgreSQLBackend:
+        """The native asyncio twin (psycopg's AsyncConnectionPool), configured like this backend."""
+        from resultstore_postgresql.aio import AsyncPostgreSQLBackend
+
+        return AsyncPostgreSQLBackend(self)

@@ -17,6 +17,7 @@ CAPABILITIES = frozenset(
         Capability.CLEANUP,
         Capability.GROUPS,
         Capability.CHORDS,
+        Capability.NATIVE_ASYNC,
         Capability.PERSISTENT,
         Capability.SHARED,
     }

@@ -11,8 +11,7 @@ from __future__ import annotations
 import re
 
 import attrs
-from resultstore.errors import ConfigurationError
-from resultstore.states import READY_STATES
+from resultstore import READY_STATES, ConfigurationError
 
 __all__ = ["SCHEMA_VERSION", "Tables", "check_identifier"]
 
@@ -70,6 +69,11 @@ class Tables:
     def lock_key(self) -> str:
         """The advisory-lock text that serialises creating these tables."""
         return f"resultstore:{self.schema}.{self.prefix}"
+
+    @property
+    def lock_schema(self) -> str:
+        """Taken inside the transaction that creates the tables (``key``: :attr:`lock_key`)."""
+        return "SELECT pg_advisory_xact_lock(hashtext(%(key)s))"
 
     @property
     def channel(self) -> str:
