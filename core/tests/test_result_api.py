@@ -425,6 +425,24 @@ def test_group_join_on_a_polling_store_reads_every_pending_id_in_one_round_trip(
         assert hub.round_trips == hub.polls  # one get_many per poll for all 300 ids
 
 
+def test_member_handles_hold_what_the_group_read_whenever_they_are_first_asked_for(
+    store: ResultStore,
+) -> None:
+    ids = ["a", "b", "a", "c"]  # a repeated member too
+    store.store_many([TaskResult(t, State.SUCCESS, t.upper()) for t in ("a", "b")])
+    group = store.group_result("g", ids)
+    assert group.metas()[:3] == [store.get("a"), store.get("b"), store.get("a")]
+    store.store(TaskResult("c", State.SUCCESS, "C"))
+    assert group.join(timeout=5) == ["A", "B", "A", "C"]
+    store.forget("a")
+    store.forget("b")
+    store.forget("c")
+    # Built after the reads, the handles still answer from them: no store read.
+    assert [h.get(timeout=0) for h in group.results] == ["A", "B", "A", "C"]
+    assert [h.task_id for h in group] == ids
+    assert len(group) == 4
+
+
 # -- chords ----------------------------------------------------------------------------------
 
 

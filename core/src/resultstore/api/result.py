@@ -49,7 +49,7 @@ from resultstore.concepts.models import (
 )
 from resultstore.concepts.remote import rebuild_exception
 from resultstore.concepts.states import PROPAGATE_STATES, State
-from resultstore.concepts.validation import check_group_id, check_task_id
+from resultstore.concepts.validation import check_group_id, check_task_id, check_task_ids
 from resultstore.plugin.protocols import Capability
 from resultstore.plugin.retrying import deadline as bounded_by
 
@@ -160,6 +160,27 @@ def _in_executor(call: Callable[..., T], *args: Any) -> Awaitable[T]:
     """``call(*args)`` in the default executor, with this task's context (its deadline)."""
     loop = asyncio.get_running_loop()
     return loop.run_in_executor(None, contextvars.copy_context().run, call, *args)
+
+
+def _exception(store: HandleStore, meta: TaskResult, allowed: Allowed) -> BaseException:
+    """The exception a failed result stands for, rebuilt (never imported)."""
+    exc = rebuild_exception(
+        meta.exception or _UNKNOWN_FAILURE,
+        (*store.allowed_exceptions, *allowed, *_OWN_ALLOWED),
+    )
+    if meta.traceback:
+        exc.add_note(f"Remote traceback of task {meta.task_id!r}:\n{meta.traceback.rstrip()}")
+    return exc
+
+
+def _outcome(store: HandleStore, meta: TaskResult, propagate: bool, allowed: Allowed) -> Any:
+    """A ready result's value, or its exception (raised with ``propagate``)."""
+    if meta.state in PROPAGATE_STATES:
+        exc = _exception(store, meta, allowed)
+        if propagate:
+            raise exc
+        return exc
+    return meta.result
 
 
 def _is_failure(meta: TaskResult | None) -> bool:
@@ -394,21 +415,10 @@ class AsyncResult:
     # -- values and exceptions -----------------------------------------------------
 
     def _exception(self, meta: TaskResult, allowed: Allowed) -> BaseException:
-        exc = rebuild_exception(
-            meta.exception or _UNKNOWN_FAILURE,
-            (*self.store.allowed_exceptions, *self._allowed, *allowed, *_OWN_ALLOWED),
-        )
-        if meta.traceback:
-            exc.add_note(f"Remote traceback of task {meta.task_id!r}:\n{meta.traceback.rstrip()}")
-        return exc
+        return _exception(self.store, meta, (*self._allowed, *allowed))
 
     def _outcome(self, meta: TaskResult, propagate: bool, allowed: Allowed) -> Any:
-        if meta.state in PROPAGATE_STATES:
-            exc = self._exception(meta, allowed)
-            if propagate:
-                raise exc
-            return exc
-        return meta.result
+        return _outcome(self.store, meta, propagate, (*self._allowed, *allowed))
 
     def _timeout(self, timeout: float | None, started: float, meta: TaskResult | None) -> Exception:
         state = State.PENDING if meta is None else meta.state
@@ -523,21 +533,37 @@ class GroupResult:
         astore: AsyncHandleStore | None = None,
     ) -> None:
         self.group_id = check_group_id(group_id)
+        check_task_ids(task_ids)
         self.store = store
         self._astore = astore
-        self.results: tuple[AsyncResult, ...] = tuple(
-            AsyncResult(task_id, store, allowed=allowed, astore=astore) for task_id in task_ids
-        )
-        by_id: dict[str, list[AsyncResult]] = collections.defaultdict(list)
-        for handle in self.results:
-            by_id[handle.task_id].append(handle)
-        self._by_id = dict(by_id)
+        self._allowed = tuple(allowed)
+        self._task_ids = tuple(task_ids)
+        # What the group knows: each member's ready result, by id. Handles are
+        # built only when asked for (a join of thousands never needs them).
+        self._ready: dict[str, TaskResult] = {}
+        self._handles: tuple[AsyncResult, ...] | None = None
+        self._handles_by_id: dict[str, list[AsyncResult]] = {}
+
+    @property
+    def results(self) -> tuple[AsyncResult, ...]:
+        """One handle per member, in group order (holding what the group has read)."""
+        if self._handles is None:
+            handles = tuple(
+                AsyncResult(task_id, self.store, allowed=self._allowed, astore=self._astore)
+                for task_id in self._task_ids
+            )
+            by_id: dict[str, list[AsyncResult]] = collections.defaultdict(list)
+            for handle in handles:
+                handle._cache = self._ready.get(handle.task_id)
+                by_id[handle.task_id].append(handle)
+            self._handles, self._handles_by_id = handles, dict(by_id)
+        return self._handles
 
     def __repr__(self) -> str:
         return f"<GroupResult {self.group_id} of {len(self.results)}>"
 
     def __len__(self) -> int:
-        return len(self.results)
+        return len(self._task_ids)
 
     def __iter__(self) -> Iterator[AsyncResult]:
         return iter(self.results)
@@ -551,7 +577,7 @@ class GroupResult:
 
     @property
     def task_ids(self) -> tuple[str, ...]:
-        return tuple(handle.task_id for handle in self.results)
+        return self._task_ids
 
     # -- saving ------------------------------------------------------------------
 
@@ -577,24 +603,32 @@ class GroupResult:
             self.delete()
         for handle in self.results:
             handle.forget()
+        self._ready.clear()
 
     # -- reading -----------------------------------------------------------------
 
     def _absorb(self, found: dict[str, TaskResult | None]) -> None:
+        ready = self._ready
         for task_id, meta in found.items():
             if meta is not None and meta.ready:
-                for handle in self._by_id.get(task_id, ()):
+                ready[task_id] = meta
+                for handle in self._handles_by_id.get(task_id, ()):
                     handle._cache = meta
 
     def _unknown(self) -> list[str]:
-        return [t for t, handles in self._by_id.items() if handles[0]._cache is None]
+        ready = self._ready
+        return [t for t in dict.fromkeys(self._task_ids) if t not in ready]
+
+    def _metas(self, found: dict[str, TaskResult | None]) -> list[TaskResult | None]:
+        ready = self._ready
+        return [ready.get(t) or found.get(t) for t in self._task_ids]
 
     def metas(self) -> list[TaskResult | None]:
         """Every member's stored result (None where missing), in group order, in one read."""
         unknown = self._unknown()
         found = self.store.get_many(unknown) if unknown else {}
         self._absorb(found)
-        return [h._cache if h._cache is not None else found.get(h.task_id) for h in self.results]
+        return self._metas(found)
 
     def state_counts(self) -> dict[str, int]:
         """How many members are in each state (PENDING for results the store lacks)."""
@@ -632,10 +666,11 @@ class GroupResult:
     def _raise_first_failure(self, task_ids: Iterable[str], allowed: Allowed) -> None:
         """Raise the exception of the earliest failed member (group order) among ``task_ids``."""
         wanted = set(task_ids)
-        for handle in self.results:
-            meta = handle._cache
-            if handle.task_id in wanted and meta is not None and meta.state in PROPAGATE_STATES:
-                handle._outcome(meta, True, allowed)
+        ready = self._ready
+        for task_id in self._task_ids:
+            meta = ready.get(task_id)
+            if task_id in wanted and meta is not None and meta.state in PROPAGATE_STATES:
+                _outcome(self.store, meta, True, (*self._allowed, *allowed))
 
     def _take(self, items: list[tuple[str, Delivery]], pending: set[str]) -> list[str]:
         """Absorb delivered results; return the ids that became ready."""
@@ -647,7 +682,7 @@ class GroupResult:
         return done
 
     def _timeout(self, timeout: float | None, started: float, pending: set[str]) -> Exception:
-        ready = sum(len(self._by_id[t]) for t in self._by_id if t not in pending)
+        ready = sum(1 for t in self._task_ids if t not in pending)
         return ResultTimeoutError(
             f"group {self.group_id!r}: {describe_ids(pending)} not ready after waiting "
             f"{time.monotonic() - started:.3f}s (timeout={timeout}s); "
@@ -655,11 +690,15 @@ class GroupResult:
         )
 
     def _values(self, propagate: bool, allowed: Allowed) -> list[Any]:
+        ready = self._ready
+        allowed = (*self._allowed, *allowed)
         values = []
-        for handle in self.results:
-            meta = handle._cache
-            assert meta is not None  # every member is ready here
-            values.append(handle._outcome(meta, propagate, allowed))
+        for task_id in self._task_ids:
+            meta = ready[task_id]  # every member is ready here
+            if meta.state in PROPAGATE_STATES:
+                values.append(_outcome(self.store, meta, propagate, allowed))
+            else:
+                values.append(meta.result)
         return values
 
     def join(
@@ -680,7 +719,7 @@ class GroupResult:
         _read(deadline, self.metas, lambda: self._timeout(timeout, started, self._pending()))
         pending = self._pending()
         if propagate:
-            self._raise_first_failure(self._by_id, allowed)
+            self._raise_first_failure(self._task_ids, allowed)
         if pending:
             inbox = Inbox()
             watch = self.store.hub.watch(pending, inbox.put, interval=interval)
@@ -725,7 +764,7 @@ class GroupResult:
                 if not items:
                     raise self._timeout(timeout, started, pending)
                 for task_id in self._take(items, pending):
-                    yield from self._by_id[task_id]
+                    yield from self._handles_by_id[task_id]
         finally:
             watch.cancel()
 
@@ -741,7 +780,7 @@ class GroupResult:
             else:
                 found = await _in_executor(self.store.get_many, unknown)
         self._absorb(found)
-        return [h._cache if h._cache is not None else found.get(h.task_id) for h in self.results]
+        return self._metas(found)
 
     async def ajoin(
         self,
@@ -758,7 +797,7 @@ class GroupResult:
         )
         pending = self._pending()
         if propagate:
-            self._raise_first_failure(self._by_id, allowed)
+            self._raise_first_failure(self._task_ids, allowed)
         if pending:
             inbox = _AsyncInbox()
             watch = self.store.hub.watch(pending, inbox.put, interval=interval)
@@ -797,7 +836,7 @@ class GroupResult:
                 if not items:
                     raise self._timeout(timeout, started, pending)
                 for task_id in self._take(items, pending):
-                    for handle in self._by_id[task_id]:
+                    for handle in self._handles_by_id[task_id]:
                         yield handle
         finally:
             watch.cancel()

@@ -98,7 +98,15 @@ def check_task_ids(task_ids: Iterable[object]) -> None:
             f"{_shown(task_ids)}; wrap it in a list"
         )
     for task_id in task_ids:
-        check_task_id(task_id)
+        # The common case inline (a bulk read checks thousands of ids): a str of
+        # printable ASCII within the limit; anything else gets the full check.
+        if not (
+            type(task_id) is str
+            and task_id.isascii()
+            and task_id.isprintable()
+            and 0 < len(task_id) <= MAX_ID_BYTES
+        ):
+            check_task_id(task_id)
 
 
 def check_state(state: object) -> str:
