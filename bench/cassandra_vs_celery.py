@@ -18,45 +18,25 @@ Run with ``nox -s bench -- cassandra``.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import orjson
 import resultstore
-from _table import RatioTable, Samples, run_rounds
+from _cases import PAYLOAD, OurCases, ids, per_second, timed
+from _celery import CeleryCases
+from _table import RatioTable, arguments, run_rounds
 from cassandra.cluster import Cluster
 from cassandra.concurrent import execute_concurrent_with_args
-from celery import Celery
-from celery.result import AsyncResult as CeleryResult
-from celery.result import GroupResult as CeleryGroup
 from resultstore import State, TaskResult
 from resultstore_contract.servers import start_cassandra
 
-PAYLOAD = {f"field{i}": f"value-{i}-" + "x" * 6 for i in range(10)}
 KEYSPACE = "bench"
 JOIN = 2_000
 CHORD = 500
 TTL = 86_400
-
-
-def _ids(n: int, tag: str) -> list[str]:
-    return [f"{tag}-{uuid.uuid4().hex}" for _ in range(n)]
-
-
-def _rate(n: int, run: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    run()
-    return n / (time.perf_counter() - start)
-
-
-def _seconds(run: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    run()
-    return time.perf_counter() - start
 
 
 class Bench:
@@ -66,7 +46,8 @@ class Bench:
             f"cassandra://{host}:{port}/{KEYSPACE}?create_keyspace=true"
             f"&replication=SimpleStrategy:1&protocol_version=5"
         )
-        self.ours = resultstore.connect(url, expires=TTL)
+        self.store = resultstore.connect(url, expires=TTL)
+        self.ours = OurCases(self.store, ops)
         self.cluster = Cluster([host], port=port, protocol_version=5)
         session = self.cluster.connect(KEYSPACE)
         session.execute(
@@ -89,8 +70,9 @@ class Bench:
         self.select = session.prepare("SELECT state, payload FROM raw WHERE task_id = ?")
         for statement in (self.insert, self.insert_lwt, self.update, self.select):
             statement.consistency_level = 6  # LOCAL_QUORUM, as ours and Celery's
-        self.app = Celery("bench", broker="memory://", backend="cassandra://")
-        self.app.conf.update(
+        self.celery = CeleryCases(
+            "cassandra://",
+            ops,
             cassandra_servers=[host],
             cassandra_port=port,
             cassandra_keyspace=KEYSPACE,
@@ -99,11 +81,10 @@ class Bench:
             cassandra_options={"protocol_version": 5},
             result_serializer="json",
         )
-        self.celery = self.app.backend
-        self.celery.store_result("warm-up", PAYLOAD, "SUCCESS")  # creates its table
+        self.celery.put(["warm-up"])  # creates its table
 
     def close(self) -> None:
-        self.ours.close()
+        self.store.close()
         self.cluster.shutdown()
 
     def _body(self) -> bytes:
@@ -112,191 +93,121 @@ class Bench:
     # -- store ---------------------------------------------------------------------
 
     def store_raw(self) -> float:
-        ids, body, now = _ids(self.ops, "raw"), self._body(), int(time.time() * 1000)
-        return _rate(
+        task_ids, body, now = ids(self.ops, "raw"), self._body(), int(time.time() * 1000)
+        return per_second(
             self.ops,
-            lambda: [self.raw.execute(self.insert, (t, "SUCCESS", body, now)) for t in ids],
+            lambda: [self.raw.execute(self.insert, (t, "SUCCESS", body, now)) for t in task_ids],
         )
 
     def store_raw_lwt(self) -> float:
-        ids, body, now = _ids(self.ops, "rawl"), self._body(), int(time.time() * 1000)
-        return _rate(
+        task_ids, body, now = ids(self.ops, "rawl"), self._body(), int(time.time() * 1000)
+        return per_second(
             self.ops,
-            lambda: [self.raw.execute(self.insert_lwt, (t, "SUCCESS", body, now)) for t in ids],
-        )
-
-    def store_ours(self) -> float:
-        ids = _ids(self.ops, "our")
-        return _rate(self.ops, lambda: [self.ours.mark_as_done(t, PAYLOAD) for t in ids])
-
-    def store_celery(self) -> float:
-        ids = _ids(self.ops, "cel")
-        return _rate(
-            self.ops, lambda: [self.celery.store_result(t, PAYLOAD, "SUCCESS") for t in ids]
+            lambda: [
+                self.raw.execute(self.insert_lwt, (t, "SUCCESS", body, now)) for t in task_ids
+            ],
         )
 
     # -- a task's second state: STARTED stored first, SUCCESS timed -------------------------
 
     def second_raw(self) -> float:
-        ids, body, now = _ids(self.ops, "sraw"), self._body(), int(time.time() * 1000)
-        for task_id in ids:
+        task_ids, body, now = ids(self.ops, "sraw"), self._body(), int(time.time() * 1000)
+        for task_id in task_ids:
             self.raw.execute(self.insert, (task_id, "STARTED", b"", now))
-        return _rate(
+        return per_second(
             self.ops,
-            lambda: [self.raw.execute(self.update, ("SUCCESS", body, now, t)) for t in ids],
+            lambda: [self.raw.execute(self.update, ("SUCCESS", body, now, t)) for t in task_ids],
         )
 
     def second_ours(self) -> float:
-        ids = _ids(self.ops, "sour")
-        for task_id in ids:
-            self.ours.mark_as_started(task_id)
-        return _rate(self.ops, lambda: [self.ours.mark_as_done(t, PAYLOAD) for t in ids])
+        task_ids = ids(self.ops, "sour")
+        for task_id in task_ids:
+            self.store.mark_as_started(task_id)
+        return per_second(self.ops, lambda: [self.store.mark_as_done(t, PAYLOAD) for t in task_ids])
 
     def second_celery(self) -> float:
-        ids = _ids(self.ops, "scel")
-        for task_id in ids:
-            self.celery.store_result(task_id, None, "STARTED")
-        return _rate(
-            self.ops, lambda: [self.celery.store_result(t, PAYLOAD, "SUCCESS") for t in ids]
-        )
+        task_ids = ids(self.ops, "scel")
+        self.celery.put(task_ids, None, "STARTED")
+        return per_second(self.ops, lambda: self.celery.put(task_ids))
 
-    # -- get ---------------------------------------------------------------------------
+    # -- get and join: raw prepared statements ---------------------------------------------
 
     def get_raw(self) -> float:
-        ids, body, now = _ids(self.ops, "graw"), self._body(), int(time.time() * 1000)
+        task_ids, body, now = ids(self.ops, "graw"), self._body(), int(time.time() * 1000)
         execute_concurrent_with_args(
-            self.raw, self.insert, [(t, "SUCCESS", body, now) for t in ids], concurrency=64
+            self.raw, self.insert, [(t, "SUCCESS", body, now) for t in task_ids], concurrency=64
         )
 
         def run() -> None:
-            for task_id in ids:
+            for task_id in task_ids:
                 row = self.raw.execute(self.select, (task_id,)).one()
                 orjson.loads(row.payload)
 
-        return _rate(self.ops, run)
-
-    def get_ours(self) -> float:
-        ids = _ids(self.ops, "gour")
-        self.ours.store_many([TaskResult(t, State.SUCCESS, PAYLOAD) for t in ids])
-        return _rate(self.ops, lambda: [self.ours.get(t) for t in ids])
-
-    def get_celery(self) -> float:
-        ids = _ids(self.ops, "gcel")
-        for task_id in ids:
-            self.celery.store_result(task_id, PAYLOAD, "SUCCESS")
-        return _rate(self.ops, lambda: [CeleryResult(t, app=self.app).get() for t in ids])
-
-    # -- join of 2,000 ready results ------------------------------------------------------
+        return per_second(self.ops, run)
 
     def join_raw(self) -> float:
-        ids, body, now = _ids(JOIN, "jraw"), self._body(), int(time.time() * 1000)
+        task_ids, body, now = ids(JOIN, "jraw"), self._body(), int(time.time() * 1000)
         execute_concurrent_with_args(
-            self.raw, self.insert, [(t, "SUCCESS", body, now) for t in ids], concurrency=64
+            self.raw, self.insert, [(t, "SUCCESS", body, now) for t in task_ids], concurrency=64
         )
 
         def run() -> None:
             replies = execute_concurrent_with_args(
-                self.raw, self.select, [(t,) for t in ids], concurrency=64
+                self.raw, self.select, [(t,) for t in task_ids], concurrency=64
             )
             values = [orjson.loads(rows.one().payload) for _, rows in replies]
             assert len(values) == JOIN
 
-        return _seconds(run)
-
-    def join_ours(self) -> float:
-        ids = _ids(JOIN, "jour")
-        self.ours.store_many([TaskResult(t, State.SUCCESS, PAYLOAD) for t in ids])
-
-        def run() -> None:
-            values = self.ours.group_result(uuid.uuid4().hex, ids).join(timeout=300)
-            assert len(values) == JOIN
-
-        return _seconds(run)
-
-    def join_celery(self) -> float:
-        ids = _ids(JOIN, "jcel")
-        for task_id in ids:
-            self.celery.store_result(task_id, PAYLOAD, "SUCCESS")
-        group = CeleryGroup(
-            uuid.uuid4().hex, [CeleryResult(t, app=self.app) for t in ids], app=self.app
-        )
-
-        def run() -> None:
-            values = group.join(timeout=300)
-            assert len(values) == JOIN
-
-        return _seconds(run)
+        return timed(run)
 
     # -- chord of 500: every header part returns, the body's input comes out once -------------
 
     def chord_ours(self) -> float:
         group_id = uuid.uuid4().hex
-        parts = [TaskResult(t, State.SUCCESS, PAYLOAD) for t in _ids(CHORD, "chour")]
+        parts = [TaskResult(t, State.SUCCESS, PAYLOAD) for t in ids(CHORD, "chour")]
 
         def run() -> None:
-            self.ours.set_chord_size(group_id, CHORD)
+            self.store.set_chord_size(group_id, CHORD)
             fired = [
                 outcome
                 for index, part in enumerate(parts)
-                if (outcome := self.ours.chord_part_return(group_id, index, part)).complete
+                if (outcome := self.store.chord_part_return(group_id, index, part)).complete
             ]
             assert len(fired) == 1
             assert fired[0].results is not None
             assert len(fired[0].results) == CHORD
 
-        return _seconds(run)
-
-    def chord_celery(self) -> float:
-        ids = _ids(CHORD, "chcel")
-        group = CeleryGroup(
-            uuid.uuid4().hex, [CeleryResult(t, app=self.app) for t in ids], app=self.app
-        )
-
-        def run() -> None:
-            # The header's stores, then what chord_unlock does once they are all in.
-            for task_id in ids:
-                self.celery.store_result(task_id, PAYLOAD, "SUCCESS")
-            assert group.ready()
-            assert len(group.join(timeout=300)) == CHORD
-
-        return _seconds(run)
+        return timed(run)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--ops", type=int, default=300)
-    args = parser.parse_args()
-    cases = [
-        "store_raw",
-        "store_raw_lwt",
-        "store_ours",
-        "store_celery",
-        "second_raw",
-        "second_ours",
-        "second_celery",
-        "get_raw",
-        "get_ours",
-        "get_celery",
-        "join_raw",
-        "join_ours",
-        "join_celery",
-        "chord_ours",
-        "chord_celery",
-    ]
+    args = arguments(__doc__, rounds=5, ops=300).parse_args()
     with tempfile.TemporaryDirectory() as tmp, start_cassandra(Path(tmp)) as server:
         bench = Bench(server.host, server.port, args.ops)
+        ours, celery = bench.ours, bench.celery
+        cases = {
+            "store_raw": bench.store_raw,
+            "store_raw_lwt": bench.store_raw_lwt,
+            "store_ours": ours.mark_as_done,
+            "store_celery": celery.store_result,
+            "second_raw": bench.second_raw,
+            "second_ours": bench.second_ours,
+            "second_celery": bench.second_celery,
+            "get_raw": bench.get_raw,
+            "get_ours": ours.get,
+            "get_celery": celery.get,
+            "join_raw": bench.join_raw,
+            "join_ours": lambda: ours.join(JOIN, timeout=300),
+            "join_celery": lambda: celery.join(JOIN, native=False, timeout=300),
+            "chord_ours": bench.chord_ours,
+            "chord_celery": lambda: celery.chord_unlock(CHORD, check_ready=True),
+        }
         try:
-            runs = run_rounds({name: getattr(bench, name) for name in cases}, args.rounds)
+            runs = run_rounds(cases, args.rounds)
         finally:
             bench.close()
 
-    def rate(name: str) -> Samples:
-        return Samples(runs[name])
-
-    def seconds(name: str) -> Samples:
-        return Samples(runs[name], unit="s")
-
+    rate, seconds = runs.rate, runs.seconds
     table = RatioTable(
         f"resultstore-cassandra vs peers on one Cassandra 5.0 node (medians of {args.rounds} "
         f"rounds, {args.ops} ops per store/get case)"

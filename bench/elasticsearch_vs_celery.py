@@ -136,6 +136,7 @@ def main() -> None:
     finally:
         node.remove()
 
+    rate, seconds = runs.rate, runs.seconds
     table = RatioTable(
         f"resultstore-elasticsearch vs peers on Elasticsearch 8.19 ({args.rounds} rounds)"
     )
@@ -144,29 +145,27 @@ def main() -> None:
         f"1 node, heap 512m, 1 shard, translog durability=request, data in {where}, "
         f"cpus={os.cpu_count()}",
     )
-    table.ratio(
-        "store vs raw es.index", runs.rate("store_ours"), runs.rate("store_raw"), target=0.9
-    )
-    table.ratio("store vs Celery store_result", runs.rate("store_ours"), runs.rate("store_celery"))
-    table.ratio("get() vs raw es.get", runs.rate("get_ours"), runs.rate("get_raw"), target=0.9)
-    table.ratio("get() vs Celery AsyncResult.get", runs.rate("get_ours"), runs.rate("get_celery"))
+    table.ratio("store vs raw es.index", rate("store_ours"), rate("store_raw"), target=0.9)
+    table.ratio("store vs Celery store_result", rate("store_ours"), rate("store_celery"))
+    table.ratio("get() vs raw es.get", rate("get_ours"), rate("get_raw"), target=0.9)
+    table.ratio("get() vs Celery AsyncResult.get", rate("get_ours"), rate("get_celery"))
     table.ratio(
         f"batch store {BATCH:,} vs Celery one-by-one",
-        runs.rate("batch_ours"),
-        runs.rate("batch_celery"),
+        rate("batch_ours"),
+        rate("batch_celery"),
         target=10,
     )
     table.ratio(
         f"join {BATCH:,} speed-up vs Celery (2,000 GETs)",
-        runs.seconds("join_ours"),
-        runs.seconds("join_celery"),
+        seconds("join_ours"),
+        seconds("join_celery"),
         target=10,
         invert=True,
     )
     table.ratio(
         f"chord of {CHORD} speed-up vs Celery (store + one join)",
-        runs.seconds("chord_ours"),
-        runs.seconds("chord_celery"),
+        seconds("chord_ours"),
+        seconds("chord_celery"),
         invert=True,
     )
     table.print()

@@ -149,50 +149,46 @@ def main() -> None:
         finally:
             bench.close()
 
+    rate, seconds = runs.rate, runs.seconds
     table = RatioTable(
         f"resultstore-mongodb vs peers on SecantusDB (medians of {args.rounds} rounds)"
     )
     table.ratio(
-        "store vs raw replace_one(upsert)",
-        runs.rate("store_ours"),
-        runs.rate("store_raw"),
-        target=0.95,
+        "store vs raw replace_one(upsert)", rate("store_ours"), rate("store_raw"), target=0.95
     )
-    table.ratio("store vs Celery store_result", runs.rate("store_ours"), runs.rate("store_celery"))
+    table.ratio("store vs Celery store_result", rate("store_ours"), rate("store_celery"))
     table.ratio(
         "2nd state (findAndModify; SecantusDB scans) vs raw",
-        runs.rate("transition_ours"),
-        runs.rate("transition_raw"),
+        rate("transition_ours"),
+        rate("transition_raw"),
     )
-    table.ratio("get() vs raw find_one", runs.rate("get_ours"), runs.rate("get_raw"), target=0.95)
+    table.ratio("get() vs raw find_one", rate("get_ours"), rate("get_raw"), target=0.95)
     table.ratio(
         "result().get() ready vs raw find_one",
-        runs.rate("handle_ours"),
-        runs.rate("get_raw"),
+        rate("handle_ours"),
+        rate("get_raw"),
         target=0.85,
     )
     table.ratio(
-        "result().get() ready vs Celery AsyncResult.get",
-        runs.rate("handle_ours"),
-        runs.rate("get_celery"),
+        "result().get() ready vs Celery AsyncResult.get", rate("handle_ours"), rate("get_celery")
     )
     table.ratio(
         f"batch store {BATCH:,} vs Celery one-by-one",
-        runs.rate("batch_ours"),
-        runs.rate("batch_celery"),
+        rate("batch_ours"),
+        rate("batch_celery"),
         target=5,
     )
     table.ratio(
         f"join {BATCH:,} time vs raw find($in)",
-        runs.seconds("join_ours"),
-        runs.seconds("join_raw"),
+        seconds("join_ours"),
+        seconds("join_raw"),
         target=1.5,
         at_most=True,
     )
     table.ratio(
         f"join {BATCH:,} speed-up vs Celery's per-result loop",
-        runs.seconds("join_ours"),
-        runs.seconds("join_celery"),
+        seconds("join_ours"),
+        seconds("join_celery"),
         target=10,
         invert=True,
     )
