@@ -215,6 +215,29 @@ def test_cleanup_without_the_capability_is_a_clean_error(runner: CliRunner) -> N
     assert result.stderr.count("\n") == 1
 
 
+def test_migrate_creates_a_new_sqlite_store_and_can_run_again(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    path = tmp_path / "new" / "results.db"
+    path.parent.mkdir()
+    url = f"sqlite:///{path}"
+    for _ in range(2):
+        result = run(runner, "--url", url, "migrate")
+        assert result.exit_code == 0, result.output
+        assert f"Ready: schema version 1 in {path}" in result.stdout
+    with connect(url) as store:
+        store.mark_as_done("t", 1)
+        got = store.get("t")
+        assert got is not None
+
+
+def test_migrate_without_the_capability_is_a_clean_error(runner: CliRunner) -> None:
+    result = run(runner, "--url", f"memory://cli-{uuid.uuid4().hex}", "migrate")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: UnsupportedOperationError: ")
+    assert "'migrate' capability" in result.stderr
+
+
 # -- the embedded default --------------------------------------------------------
 
 

@@ -325,6 +325,26 @@ class BasicContract(ContractBase):
         with pytest.raises(ChordError):
             expiring.store.chord_part_return(gid, 1, TaskResult(new_id(), State.SUCCESS))
 
+    @requires(Capability.MIGRATE)
+    def test_basic_migrate_can_run_again_and_leaves_a_working_store(
+        self, store: ResultStore, connect_store: StoreFactory, new_id: IdFactory
+    ) -> None:
+        task_id = new_id()
+        store.store(TaskResult(task_id, State.SUCCESS, 1))
+        first = store.migrate()
+        assert isinstance(first, str)
+        assert first.strip()
+        with connect_store() as other:
+            assert other.migrate() == first  # again, from another client: nothing changes
+        got = store.get(task_id)
+        assert got is not None
+        assert got.result == 1  # what was stored before survives
+        later = new_id()
+        store.store(TaskResult(later, State.SUCCESS, 2))
+        stored = store.get(later)
+        assert stored is not None
+        assert stored.result == 2
+
     @requires(Capability.CLEANUP)
     def test_basic_cleanup_removes_only_expired(
         self, connect_expiring: Callable[[float], Expiring], new_id: IdFactory

@@ -52,6 +52,7 @@ from resultstore.plugin.protocols import (
     SupportsChords,
     SupportsCleanup,
     SupportsGroups,
+    SupportsMigrate,
     SupportsReplyTo,
 )
 from resultstore.plugin.retrying import Closed
@@ -348,6 +349,11 @@ class ResultStore:
     def cleanup(self) -> int:
         """Delete expired results now; return how many went."""
         return cast(SupportsCleanup, self._require(Capability.CLEANUP, "cleanup")).cleanup()
+
+    def migrate(self) -> str:
+        """Create the store's tables, indexes or templates now (they are otherwise
+        created on first use); return one line saying what is there."""
+        return cast(SupportsMigrate, self._require(Capability.MIGRATE, "migrate")).migrate()
 
     def close(self) -> None:
         """Stop the waiting machinery (waiters get an error), then close the backend.

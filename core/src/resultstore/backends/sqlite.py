@@ -172,6 +172,7 @@ class SQLiteBackend:
             Capability.CHORDS,
             Capability.PERSISTENT,
             Capability.SHARED,
+            Capability.MIGRATE,
         }
     )
 
@@ -570,6 +571,11 @@ class SQLiteBackend:
             )
 
     # -- cleanup -------------------------------------------------------------
+
+    def migrate(self) -> str:
+        # Every connection creates or checks the schema when it opens.
+        self._conn()
+        return f"schema version {SCHEMA_VERSION} in {self.path}"
 
     def cleanup(self) -> int:
         now = self._clock()

@@ -320,6 +320,19 @@ def cleanup(state: CliState) -> None:
     click.echo(f"Deleted {deleted} expired {noun} from {state.redacted_url}.")
 
 
+@main.command()
+@pass_state
+def migrate(state: CliState) -> None:
+    """Create the store's tables, indexes or templates now.
+
+    Backends create them on first use; run this once ahead when you deploy
+    with a migration step, or when the application's role may not create them.
+    """
+    with state.connect() as store:
+        done = store.migrate()
+    click.echo(f"Ready: {done} ({state.redacted_url}).")
+
+
 # -- demo and watch (written in resultstore.cli.demo, which workers import without the CLI) ---
 
 main.add_command(demo_command)

@@ -32,6 +32,7 @@ __all__ = [
     "SupportsChords",
     "SupportsCleanup",
     "SupportsGroups",
+    "SupportsMigrate",
     "SupportsNativeAsync",
     "SupportsPush",
     "SupportsReplyTo",
@@ -62,6 +63,9 @@ class Capability(enum.StrEnum):
     SHARED = "shared"
     #: the asyncio twin talks to the store natively, not through a thread pool.
     NATIVE_ASYNC = "native_async"
+    #: ``migrate()`` creates the tables, indexes or templates ahead of first use
+    #: (:class:`SupportsMigrate`; ``resultstore migrate`` calls it).
+    MIGRATE = "migrate"
 
 
 @runtime_checkable
@@ -231,6 +235,22 @@ class SupportsCleanup(Protocol):
 
     def cleanup(self) -> int:
         """Delete expired results, groups and chords now; return how many results went."""
+        ...
+
+
+@runtime_checkable
+class SupportsMigrate(Protocol):
+    """Declared by ``Capability.MIGRATE``: the store's schema made ready on demand.
+
+    For stores with tables, indexes or templates that the backend otherwise
+    creates on first use: people who deploy with a migration step (or give
+    the application a role that may not create tables) run it once ahead.
+    """
+
+    def migrate(self) -> str:
+        """Create or bring up to date what the backend needs in the store (safe to
+        run again, and concurrently); return one line saying what is there now,
+        such as ``"schema version 1 in public.resultstore_*"``."""
         ...
 
 
