@@ -7,6 +7,8 @@ import asyncio
 import base64
 import datetime as dt
 import json
+import urllib.error
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -399,3 +401,25 @@ def test_the_template_is_installed(server: Server, store: ResultStore) -> None:
     assert json.dumps(entry["index_template"]["template"]["mappings"]["properties"]["state"]) == (
         '{"type": "keyword"}'
     )
+
+
+def test_migrate_puts_the_template_and_creates_the_indices_even_without_create_template(
+    server: Server,
+) -> None:
+    prefix = f"m{uuid.uuid4().hex[:12]}"
+    url = f"{base_url(server)}/{prefix}?create_template=false"
+    with resultstore.connect(url) as store:
+        settings = backend_of(store).settings
+        template = f"{server.url}/_index_template/{settings.results_index}-template"
+        with pytest.raises(urllib.error.HTTPError):  # nothing written yet: no index
+            http_json(f"{server.url}/{settings.results_index}")
+        try:
+            assert store.migrate() == f"template and indices {', '.join(settings.indices)}"
+            for index in settings.indices:
+                mapping: Any = http_json(f"{server.url}/{index}/_mapping")
+                assert mapping[index]["mappings"]["properties"]["state"] == {"type": "keyword"}
+            installed: Any = http_json(template)
+            assert installed["index_templates"]
+            store.migrate()  # again: everything is there already
+        finally:
+            backend_of(store).drop()

@@ -53,6 +53,7 @@ CAPABILITIES = frozenset(
         Capability.PERSISTENT,
         Capability.SHARED,
         Capability.NATIVE_ASYNC,
+        Capability.MIGRATE,
     }
 )
 
@@ -96,6 +97,11 @@ class SearchBackend:
         self.run(self.operations.install_template())
         with _installed_lock:
             _installed.add(key)
+
+    def migrate(self) -> str:
+        """Put the index template (even with ``create_template=false``) and create
+        the three indices now, rather than at the first write."""
+        return self.run(self.operations.migrate())
 
     def run(self, plan: Plan[T]) -> T:
         return self.runner.run(self.adapter, plan)

@@ -55,6 +55,7 @@ CHORD_MARK_SECONDS = 60.0
 _ID_LIMIT = 512
 _NOT_FOUND = frozenset({404})
 _CONFLICT = frozenset({409})
+_BAD_REQUEST = frozenset({400})
 #: 400: the server could not index a native document (nesting, a field name it refuses).
 _WRITE_OK = frozenset({400, 409})
 
@@ -184,6 +185,15 @@ class Operations:
         name = urllib.parse.quote(f"{s.results_index}-template", safe="")
         body = orjson.dumps(template(s.indices, s.shards, s.replicas))
         yield Call("PUT", f"/_index_template/{name}", body=body)
+
+    def migrate(self) -> Plan[str]:
+        """The template, then each index (one that exists already is fine)."""
+        yield from self.install_template()
+        for index in self.settings.indices:
+            reply = yield Call("PUT", f"/{index}", ok=_BAD_REQUEST)
+            if reply.status == 400 and "already_exists" not in str(reply.body):
+                raise _bad_request(reply, f"creating index {index!r}")
+        return f"template and indices {', '.join(self.settings.indices)}"
 
     def drop(self) -> Plan[None]:
         """Delete the three indices and the template (tests, and ``resultstore`` tooling)."""
