@@ -16,7 +16,6 @@ announcements, while another thread stores the results back to back.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import tempfile
@@ -30,15 +29,11 @@ import orjson
 import redis
 import redis.asyncio
 import resultstore
-from _table import RatioTable, Samples, percentile, run_rounds
-from celery import Celery
-from celery.app.task import Context
-from celery.result import AsyncResult as CeleryResult
-from celery.result import GroupResult as CeleryGroup
-from resultstore import State, TaskResult
+from _cases import PAYLOAD, OurCases, ids, per_second, timed
+from _celery import CeleryCases
+from _table import RatioTable, Samples, arguments, percentile, run_rounds
 from resultstore_contract.servers import start_redis
 
-PAYLOAD = {f"field{i}": f"value-{i}-" + "x" * 6 for i in range(10)}
 # About 1 MB of JSON: 6,500 records of ten mixed string and number fields.
 BIG = {
     "rows": [
@@ -46,10 +41,9 @@ BIG = {
         for i in range(6_500)
     ]
 }
-
-
-def _ids(n: int, tag: str) -> list[str]:
-    return [f"{tag}-{uuid.uuid4().hex}" for _ in range(n)]
+BATCH = 10_000
+CHORD = 1000
+READY = orjson.dumps({"status": "SUCCESS", "result": PAYLOAD})
 
 
 class Bench:
@@ -59,17 +53,10 @@ class Bench:
         self.raw = redis.Redis.from_url(url)
         self.pool = redis.ConnectionPool.from_url(url, protocol=2)  # pub/sub replies in band
         self.bare = self._bare()
-        self.ours = resultstore.connect(url, key_prefix="bench:")
+        self.store = resultstore.connect(url, key_prefix="bench:")
+        self.ours = OurCases(self.store, ops)
         self.writer = resultstore.connect(url, key_prefix="bench:")
-        self.app = Celery("bench", broker="memory://", backend=url)
-        self.app.conf.result_chord_join_timeout = 10
-
-        @self.app.task(name="bench.callback")
-        def callback(results: list[int]) -> int:
-            return sum(results)
-
-        self.callback = callback
-        self.celery = self.app.backend
+        self.celery = CeleryCases(url, ops, result_chord_join_timeout=10)
 
     def _bare(self) -> redis.Connection:
         # Not through the pool: it counts every connection it ever made.
@@ -78,156 +65,99 @@ class Bench:
         return conn  # type: ignore[no-any-return]
 
     def close(self) -> None:
-        self.ours.close()
+        self.store.close()
         self.writer.close()
         self.bare.disconnect()
         self.pool.disconnect()
         self.raw.close()
 
+    def _ready_keys(self, n: int, tag: str, prefix: str) -> list[str]:
+        """Keys of ``n`` SUCCESS values set for the raw contenders (outside any timing)."""
+        keys = [f"{prefix}:{t}" for t in ids(n, tag)]
+        pipe = self.raw.pipeline(transaction=False)
+        for key in keys:
+            pipe.set(key, READY)
+        pipe.execute()
+        return keys
+
     # -- store -----------------------------------------------------------------
 
     def store_raw(self) -> float:
-        ids = _ids(self.ops, "raw")
-        start = time.perf_counter()
-        for task_id in ids:
-            value = orjson.dumps({"status": "SUCCESS", "result": PAYLOAD, "task_id": task_id})
-            pipe = self.raw.pipeline(transaction=False)
-            pipe.set(f"raw:{task_id}", value, ex=86400)
-            pipe.publish(f"raw:{task_id}", value)
-            pipe.execute()
-        return self.ops / (time.perf_counter() - start)
+        task_ids = ids(self.ops, "raw")
+
+        def run() -> None:
+            for task_id in task_ids:
+                value = orjson.dumps({"status": "SUCCESS", "result": PAYLOAD, "task_id": task_id})
+                pipe = self.raw.pipeline(transaction=False)
+                pipe.set(f"raw:{task_id}", value, ex=86400)
+                pipe.publish(f"raw:{task_id}", value)
+                pipe.execute()
+
+        return per_second(self.ops, run)
 
     def store_bare(self) -> float:
-        ids = _ids(self.ops, "bare")
+        task_ids = ids(self.ops, "bare")
         conn = self.bare
-        start = time.perf_counter()
-        for task_id in ids:
-            value = orjson.dumps({"status": "SUCCESS", "result": PAYLOAD, "task_id": task_id})
-            key = f"bare:{task_id}"
-            conn.send_packed_command(
-                conn.pack_commands([("SET", key, value, "EX", 86400), ("PUBLISH", key, value)])
-            )
-            conn.read_response()
-            conn.read_response()
-        return self.ops / (time.perf_counter() - start)
 
-    def store_celery(self) -> float:
-        ids = _ids(self.ops, "cel")
-        start = time.perf_counter()
-        for task_id in ids:
-            self.celery.store_result(task_id, PAYLOAD, "SUCCESS")
-        return self.ops / (time.perf_counter() - start)
+        def run() -> None:
+            for task_id in task_ids:
+                value = orjson.dumps({"status": "SUCCESS", "result": PAYLOAD, "task_id": task_id})
+                key = f"bare:{task_id}"
+                conn.send_packed_command(
+                    conn.pack_commands([("SET", key, value, "EX", 86400), ("PUBLISH", key, value)])
+                )
+                conn.read_response()
+                conn.read_response()
 
-    def store_ours(self) -> float:
-        ids = _ids(self.ops, "our")
-        start = time.perf_counter()
-        for task_id in ids:
-            self.ours.mark_as_done(task_id, PAYLOAD)
-        return self.ops / (time.perf_counter() - start)
-
-    def batch_ours(self, n: int = 10_000) -> float:
-        results = [TaskResult(t, State.SUCCESS, PAYLOAD) for t in _ids(n, "bat")]
-        start = time.perf_counter()
-        self.ours.store_many(results)
-        return n / (time.perf_counter() - start)
-
-    def batch_celery(self, n: int = 10_000) -> float:
-        ids = _ids(n, "cbat")
-        start = time.perf_counter()
-        for task_id in ids:
-            self.celery.store_result(task_id, PAYLOAD, "SUCCESS")
-        return n / (time.perf_counter() - start)
+        return per_second(self.ops, run)
 
     # -- get -------------------------------------------------------------------
 
     def get_raw(self) -> float:
-        ids = _ids(self.ops, "graw")
-        for task_id in ids:
-            self.raw.set(f"raw:{task_id}", orjson.dumps({"status": "SUCCESS", "result": PAYLOAD}))
-        start = time.perf_counter()
-        for task_id in ids:
-            orjson.loads(self.raw.get(f"raw:{task_id}"))  # type: ignore[arg-type]
-        return self.ops / (time.perf_counter() - start)
+        keys = self._ready_keys(self.ops, "graw", "raw")
+
+        def run() -> None:
+            for key in keys:
+                orjson.loads(self.raw.get(key))  # type: ignore[arg-type]
+
+        return per_second(self.ops, run)
 
     def get_bare(self) -> float:
-        ids = _ids(self.ops, "gbare")
-        for task_id in ids:
-            self.raw.set(f"bare:{task_id}", orjson.dumps({"status": "SUCCESS", "result": PAYLOAD}))
+        keys = self._ready_keys(self.ops, "gbare", "bare")
         conn = self.bare
-        start = time.perf_counter()
-        for task_id in ids:
-            conn.send_command("GET", f"bare:{task_id}")
-            orjson.loads(conn.read_response())
-        return self.ops / (time.perf_counter() - start)
 
-    def get_celery(self) -> float:
-        ids = _ids(self.ops, "gcel")
-        for task_id in ids:
-            self.celery.store_result(task_id, PAYLOAD, "SUCCESS")
-        start = time.perf_counter()
-        for task_id in ids:
-            CeleryResult(task_id, app=self.app).get()
-        return self.ops / (time.perf_counter() - start)
+        def run() -> None:
+            for key in keys:
+                conn.send_command("GET", key)
+                orjson.loads(conn.read_response())
 
-    def get_ours(self) -> float:
-        ids = _ids(self.ops, "gour")
-        self.ours.store_many([TaskResult(t, State.SUCCESS, PAYLOAD) for t in ids])
-        start = time.perf_counter()
-        for task_id in ids:
-            self.ours.result(task_id).get()
-        return self.ops / (time.perf_counter() - start)
+        return per_second(self.ops, run)
 
     # -- join ------------------------------------------------------------------
 
-    def join_raw(self, n: int = 10_000) -> float:
-        ids = _ids(n, "jraw")
-        pipe = self.raw.pipeline(transaction=False)
-        for task_id in ids:
-            pipe.set(f"raw:{task_id}", orjson.dumps({"status": "SUCCESS", "result": PAYLOAD}))
-        pipe.execute()
-        keys = [f"raw:{t}" for t in ids]
-        start = time.perf_counter()
-        pipe = self.raw.pipeline(transaction=False)
-        for i in range(0, n, 1000):
-            pipe.mget(keys[i : i + 1000])
-        values = [orjson.loads(v)["result"] for chunk in pipe.execute() for v in chunk]
-        assert len(values) == n
-        return time.perf_counter() - start
+    def join_raw(self) -> float:
+        keys = self._ready_keys(BATCH, "jraw", "raw")
 
-    def join_bare(self, n: int = 10_000) -> float:
-        ids = _ids(n, "jbare")
-        pipe = self.raw.pipeline(transaction=False)
-        for task_id in ids:
-            pipe.set(f"bare:{task_id}", orjson.dumps({"status": "SUCCESS", "result": PAYLOAD}))
-        pipe.execute()
-        keys = [f"bare:{t}" for t in ids]
+        def run() -> None:
+            pipe = self.raw.pipeline(transaction=False)
+            for i in range(0, BATCH, 1000):
+                pipe.mget(keys[i : i + 1000])
+            values = [orjson.loads(v)["result"] for chunk in pipe.execute() for v in chunk]
+            assert len(values) == BATCH
+
+        return timed(run)
+
+    def join_bare(self) -> float:
+        keys = self._ready_keys(BATCH, "jbare", "bare")
         conn = self.bare
-        start = time.perf_counter()
-        chunks = [keys[i : i + 1000] for i in range(0, n, 1000)]
-        conn.send_packed_command(conn.pack_commands([("MGET", *chunk) for chunk in chunks]))
-        values = [orjson.loads(v)["result"] for _ in chunks for v in conn.read_response()]
-        assert len(values) == n
-        return time.perf_counter() - start
 
-    def join_celery(self, n: int = 10_000) -> float:
-        ids = _ids(n, "jcel")
-        for task_id in ids:
-            self.celery.store_result(task_id, PAYLOAD, "SUCCESS")
-        group = CeleryGroup(
-            uuid.uuid4().hex, [CeleryResult(t, app=self.app) for t in ids], app=self.app
-        )
-        start = time.perf_counter()
-        values = group.join_native()
-        assert len(values) == n
-        return time.perf_counter() - start
+        def run() -> None:
+            chunks = [keys[i : i + 1000] for i in range(0, BATCH, 1000)]
+            conn.send_packed_command(conn.pack_commands([("MGET", *chunk) for chunk in chunks]))
+            values = [orjson.loads(v)["result"] for _ in chunks for v in conn.read_response()]
+            assert len(values) == BATCH
 
-    def join_ours(self, n: int = 10_000) -> float:
-        ids = _ids(n, "jour")
-        self.ours.store_many([TaskResult(t, State.SUCCESS, PAYLOAD) for t in ids])
-        start = time.perf_counter()
-        values = self.ours.group_result(uuid.uuid4().hex, ids).join(timeout=60)
-        assert len(values) == n
-        return time.perf_counter() - start
+        return timed(run)
 
     # -- wake latency ------------------------------------------------------------
 
@@ -237,9 +167,9 @@ class Bench:
     def _latency(
         self,
         trials: int,
-        wait: Callable[[str], None],
+        wait: Callable[[str], object],
         channel: Callable[[str], str],
-        store: Callable[[str], None],
+        store: Callable[[str], object],
     ) -> list[float]:
         samples = []
         for _ in range(trials):
@@ -266,6 +196,12 @@ class Bench:
             samples.append(stamp[0] - t0)
         return samples
 
+    def _raw_latency(self, trials: int, wait: Callable[[str], object]) -> list[float]:
+        """Wake latency of ``wait`` on ``raw:<id>`` when a bare message is published there."""
+        return self._latency(
+            trials, wait, lambda t: f"raw:{t}", lambda t: self.raw.publish(f"raw:{t}", b"x")
+        )
+
     def wake_raw(self, trials: int) -> list[float]:
         def wait(task_id: str) -> None:
             pubsub = self.raw.pubsub(ignore_subscribe_messages=True)
@@ -274,12 +210,7 @@ class Bench:
                 pass
             pubsub.close()
 
-        return self._latency(
-            trials,
-            wait,
-            lambda t: f"raw:{t}",
-            lambda t: self.raw.publish(f"raw:{t}", b"x") and None,
-        )
+        return self._raw_latency(trials, wait)
 
     def wake_bare(self, trials: int) -> list[float]:
         def wait(task_id: str) -> None:
@@ -289,77 +220,73 @@ class Bench:
             conn.read_response()  # the announcement
             conn.disconnect()
 
-        return self._latency(
-            trials,
-            wait,
-            lambda t: f"raw:{t}",
-            lambda t: self.raw.publish(f"raw:{t}", b"x") and None,
-        )
+        return self._raw_latency(trials, wait)
 
     def wake_celery(self, trials: int) -> list[float]:
+        celery = self.celery
         return self._latency(
             trials,
-            lambda t: CeleryResult(t, app=self.app).get(timeout=10),
-            lambda t: self.celery.get_key_for_task(t).decode(),
-            lambda t: self.celery.store_result(t, PAYLOAD, "SUCCESS"),
+            lambda t: celery.result(t).get(timeout=10),
+            lambda t: celery.backend.get_key_for_task(t).decode(),
+            lambda t: celery.put([t]),
         )
 
     def wake_ours(self, trials: int) -> list[float]:
-        backend = self.ours.backend
+        backend = self.store.backend
         return self._latency(
             trials,
-            lambda t: self.ours.result(t).get(timeout=10),
+            lambda t: self.store.result(t).get(timeout=10),
             backend.channel,  # type: ignore[attr-defined]
-            lambda t: self.ours.mark_as_done(t, PAYLOAD) and None,
+            lambda t: self.store.mark_as_done(t, PAYLOAD),
         )
 
     # -- asyncio wake latency under a stream ---------------------------------------
 
-    def _produce(self, ids: list[str]) -> tuple[threading.Thread, dict[str, float]]:
-        """Store ``ids`` back to back from another thread (one client, like a worker)."""
+    def _produce(self, task_ids: list[str]) -> tuple[threading.Thread, dict[str, float]]:
+        """Store ``task_ids`` back to back from another thread (one client, like a worker)."""
         stamps: dict[str, float] = {}
 
         def run() -> None:
-            for task_id in ids:
+            for task_id in task_ids:
                 stamps[task_id] = time.perf_counter()
                 self.writer.mark_as_done(task_id, PAYLOAD)
 
         return threading.Thread(target=run), stamps
 
     def awake_ours(self, n: int) -> list[float]:
-        ids = _ids(n, "awo")
+        task_ids = ids(n, "awo")
         arrived: dict[str, float] = {}
-        hub = self.ours.hub
+        hub = self.store.hub
 
         async def one(task_id: str) -> None:
-            await self.ours.result(task_id).aget(timeout=30)
+            await self.store.result(task_id).aget(timeout=30)
             arrived[task_id] = time.perf_counter()
 
         async def run() -> None:
-            tasks = [asyncio.create_task(one(t)) for t in ids]
-            while not set(ids) <= hub.watched_ids():
+            tasks = [asyncio.create_task(one(t)) for t in task_ids]
+            while not set(task_ids) <= hub.watched_ids():
                 await asyncio.sleep(0.001)
             await asyncio.to_thread(hub.flush, 10)
-            thread, stamps = self._produce(ids)
+            thread, stamps = self._produce(task_ids)
             thread.start()
             await asyncio.gather(*tasks)
             thread.join()
             self._stamps = stamps
 
         asyncio.run(run())
-        return [arrived[t] - self._stamps[t] for t in ids]
+        return [arrived[t] - self._stamps[t] for t in task_ids]
 
     def awake_raw(self, n: int) -> list[float]:
-        ids = _ids(n, "awr")
-        channel = self.ours.backend.channel  # type: ignore[attr-defined]
-        by_channel = {channel(t).encode(): t for t in ids}
+        task_ids = ids(n, "awr")
+        channel = self.store.backend.channel  # type: ignore[attr-defined]
+        by_channel = {channel(t).encode(): t for t in task_ids}
         arrived: dict[str, float] = {}
 
         async def run() -> None:
             client = redis.asyncio.Redis.from_url(self.url)
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             await pubsub.subscribe(*by_channel)
-            thread, stamps = self._produce(ids)
+            thread, stamps = self._produce(task_ids)
             thread.start()
             while len(arrived) < n:
                 message = await pubsub.get_message(timeout=5.0)
@@ -371,51 +298,25 @@ class Bench:
             await client.aclose()
 
         asyncio.run(run())
-        return [arrived[t] - self._stamps[t] for t in ids]
+        return [arrived[t] - self._stamps[t] for t in task_ids]
 
     # -- big results ---------------------------------------------------------------
 
     def big_celery(self, n: int = 5) -> float:
         size = len(json.dumps(BIG))
         start = time.perf_counter()
-        for task_id in _ids(n, "bcel"):
-            self.celery.store_result(task_id, BIG, "SUCCESS")
-            CeleryResult(task_id, app=self.app).get()
+        for task_id in ids(n, "bcel"):
+            self.celery.put([task_id], BIG)
+            self.celery.result(task_id).get()
         return n * size / (time.perf_counter() - start) / 1e6
 
     def big_ours(self, n: int = 5) -> float:
         size = len(json.dumps(BIG))
         start = time.perf_counter()
-        for task_id in _ids(n, "bour"):
-            self.ours.mark_as_done(task_id, BIG)
-            self.ours.result(task_id).get()
+        for task_id in ids(n, "bour"):
+            self.store.mark_as_done(task_id, BIG)
+            self.store.result(task_id).get()
         return n * size / (time.perf_counter() - start) / 1e6
-
-    # -- chords ----------------------------------------------------------------------
-
-    def chord_celery(self, size: int = 1000) -> float:
-        gid = uuid.uuid4().hex
-        self.celery.set_chord_size(gid, size)
-        body = self.callback.s()
-        requests = [
-            Context(id=uuid.uuid4().hex, group=gid, group_index=i, chord=body) for i in range(size)
-        ]
-        start = time.perf_counter()
-        for i, request in enumerate(requests):
-            self.celery.on_chord_part_return(request, "SUCCESS", i)
-        return time.perf_counter() - start
-
-    def chord_ours(self, size: int = 1000) -> float:
-        gid = uuid.uuid4().hex
-        self.ours.set_chord_size(gid, size)
-        parts = [TaskResult(uuid.uuid4().hex, State.SUCCESS, i) for i in range(size)]
-        start = time.perf_counter()
-        for i, part in enumerate(parts):
-            outcome = self.ours.chord_part_return(gid, i, part)
-            if outcome.complete:
-                assert outcome.results is not None
-                self.ours.mark_as_done(f"{gid}-callback", sum(r.result for r in outcome.results))
-        return time.perf_counter() - start
 
     def evalsha_calls(self) -> int:
         stats = self.raw.info("commandstats")
@@ -423,41 +324,40 @@ class Bench:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=9)
-    parser.add_argument("--ops", type=int, default=5000)
+    parser = arguments(__doc__, rounds=9, ops=5000)
     parser.add_argument("--trials", type=int, default=1800, help="wake-latency trials")
     parser.add_argument(
         "--awaits", type=int, default=1000, help="asyncio waiters per round, stored back to back"
     )
     args = parser.parse_args()
-    cases = (
-        "store_bare",
-        "store_raw",
-        "store_celery",
-        "store_ours",
-        "get_bare",
-        "get_raw",
-        "get_celery",
-        "get_ours",
-        "join_bare",
-        "join_raw",
-        "join_celery",
-        "join_ours",
-        "batch_celery",
-        "batch_ours",
-        "big_celery",
-        "big_ours",
-        "chord_celery",
-        "chord_ours",
-    )
     with tempfile.TemporaryDirectory() as tmp, start_redis(Path(tmp)) as server:
         bench = Bench(server.url, args.ops)
-        runs = run_rounds({name: getattr(bench, name) for name in cases}, args.rounds)
+        ours, celery = bench.ours, bench.celery
+        cases = {
+            "store_bare": bench.store_bare,
+            "store_raw": bench.store_raw,
+            "store_celery": celery.store_result,
+            "store_ours": ours.mark_as_done,
+            "get_bare": bench.get_bare,
+            "get_raw": bench.get_raw,
+            "get_celery": celery.get,
+            "get_ours": ours.result_get,
+            "join_bare": bench.join_bare,
+            "join_raw": bench.join_raw,
+            "join_celery": lambda: celery.join(BATCH, native=True),
+            "join_ours": lambda: ours.join(BATCH),
+            "batch_celery": lambda: celery.store_result(BATCH, tag="cbat"),
+            "batch_ours": lambda: ours.store_many(BATCH),
+            "big_celery": bench.big_celery,
+            "big_ours": bench.big_ours,
+            "chord_celery": lambda: celery.chord_counter(CHORD),
+            "chord_ours": lambda: ours.chord_with_callback(CHORD),
+        }
+        runs = run_rounds(cases, args.rounds)
         before = bench.evalsha_calls()
-        bench.chord_ours()
+        ours.chord_with_callback(CHORD)
         # One EVALSHA per part, plus the one that stores the callback's result.
-        chord_round_trips = (bench.evalsha_calls() - before - 1) / 1000
+        chord_round_trips = (bench.evalsha_calls() - before - 1) / CHORD
         per_round = max(1, args.trials // args.rounds)
         wake: dict[str, list[list[float]]] = {"bare": [], "raw": [], "celery": [], "ours": []}
         awake: dict[str, list[list[float]]] = {"raw": [], "ours": []}
@@ -468,11 +368,7 @@ def main() -> None:
                 rounds.append(getattr(bench, f"awake_{name}")(args.awaits))
         bench.close()
 
-    def rate(name: str) -> Samples:
-        return Samples(runs[name])
-
-    def seconds(name: str) -> Samples:
-        return Samples(runs[name], unit="s")
+    rate, seconds = runs.rate, runs.seconds
 
     def wake_ms(name: str, q: float) -> Samples:
         return Samples([percentile(r, q) * 1000 for r in wake[name]], unit="ms")
