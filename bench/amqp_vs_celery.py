@@ -31,6 +31,7 @@ from typing import Any
 
 import kombu
 import resultstore
+from _cases import ids
 from _table import RatioTable, Samples, percentile, run_rounds
 from celery import Celery
 from celery.app.task import Context
@@ -41,10 +42,6 @@ from resultstore_contract.servers import start_rabbitmq
 
 VALUE = {"total": 42, "items": [1, 2, 3], "note": "x" * 100}
 TIMEOUT = 60.0
-
-
-def _ids(n: int, tag: str) -> list[str]:
-    return [f"{tag}-{uuid.uuid4().hex}" for _ in range(n)]
 
 
 class Waiter:
@@ -175,7 +172,7 @@ class Bench:
         waiter = self.waiters.get(name)
         if waiter is None:
             waiter = self.waiters[name] = Waiter(wait)
-        return [waiter.latency(t, lambda t=t: send(t)) for t in _ids(self.results, name)]
+        return [waiter.latency(t, lambda t=t: send(t)) for t in ids(self.results, name)]
 
     def wake_ours(self) -> list[float]:
         return self._latencies(
@@ -204,7 +201,7 @@ class Bench:
             waiter.prepared.wait(TIMEOUT)
         return [
             waiter.latency(t, lambda t=t: self._celery_send(t, oid[0]))
-            for t in _ids(self.results, "celery")
+            for t in ids(self.results, "celery")
         ]
 
     def wake_raw(self) -> list[float]:
@@ -221,35 +218,35 @@ class Bench:
         return self.many / (time.perf_counter() - start)
 
     def many_ours(self) -> float:
-        ids = _ids(self.many, "many")
-        group = self.client.group_result(str(uuid.uuid4()), ids)
+        task_ids = ids(self.many, "many")
+        group = self.client.group_result(str(uuid.uuid4()), task_ids)
 
         def send_all() -> None:
-            for task_id in ids:
+            for task_id in task_ids:
                 self.worker.store(TaskResult(task_id, State.SUCCESS, VALUE), reply_to=self.reply_to)
 
         rate = self._rate(send_all, lambda: group.get(timeout=TIMEOUT))
-        for task_id in ids:
+        for task_id in task_ids:
             self.client.forget(task_id)
         return rate
 
     def many_celery(self) -> float:
-        ids = _ids(self.many, "cmany")
+        task_ids = ids(self.many, "cmany")
         oid = self.capp.thread_oid
         with self.capp.producer_or_acquire() as producer:
-            self.capp.backend.on_task_call(producer, ids[0])
+            self.capp.backend.on_task_call(producer, task_ids[0])
         group = CeleryGroup(
-            str(uuid.uuid4()), [CeleryResult(t, app=self.capp) for t in ids], app=self.capp
+            str(uuid.uuid4()), [CeleryResult(t, app=self.capp) for t in task_ids], app=self.capp
         )
 
         def send_all() -> None:
-            for task_id in ids:
+            for task_id in task_ids:
                 self._celery_send(task_id, oid)
 
         return self._rate(send_all, lambda: group.get(timeout=TIMEOUT))
 
     def many_raw(self) -> float:
-        ids = _ids(self.many, "rmany")
+        task_ids = ids(self.many, "rmany")
         with self.raw_cond:
             target = self.raw_count + self.many
 
@@ -257,10 +254,10 @@ class Bench:
             with self.raw_cond:
                 while self.raw_count < target:
                     self.raw_cond.wait(TIMEOUT)
-                for task_id in ids:
+                for task_id in task_ids:
                     self.raw_got.pop(task_id, None)
 
-        return self._rate(lambda: [self._raw_send(t) for t in ids], collect)
+        return self._rate(lambda: [self._raw_send(t) for t in task_ids], collect)
 
     def close(self) -> None:
         for waiter in self.waiters.values():
