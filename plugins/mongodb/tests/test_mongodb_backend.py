@@ -128,6 +128,22 @@ def test_indexes_are_created_once_per_process(mongodb_server: Server) -> None:
             raw.database.client.close()
 
 
+def test_migrate_creates_the_indexes_even_with_create_indexes_false(
+    mongodb_server: Server,
+) -> None:
+    with resultstore.connect(_url(mongodb_server, create_indexes="false")) as store:
+        backend = _backend(store)
+        try:
+            assert "state_1" not in backend.results.index_information()
+            assert store.migrate().startswith("indexes of resultstore_taskmeta")
+            assert backend.results.index_information()["expires_at_1"]["expireAfterSeconds"] == 0
+            backend.results.drop_index("state_1")
+            store.migrate()  # again in the same process: made again, not skipped
+            assert "state_1" in backend.results.index_information()
+        finally:
+            backend.client.drop_database(backend.settings.database)
+
+
 def test_other_codecs_store_a_binary_payload_next_to_the_metadata(
     mongodb_server: Server,
 ) -> None:

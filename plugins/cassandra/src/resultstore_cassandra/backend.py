@@ -91,6 +91,7 @@ CAPABILITIES = frozenset(
         Capability.PERSISTENT,
         Capability.SHARED,
         Capability.NATIVE_ASYNC,
+        Capability.MIGRATE,
     }
 )
 #: Cassandra refuses mutations over half a commit-log segment (16 MiB by default).
@@ -541,6 +542,14 @@ class CassandraBackend:
         """Drop the version this process remembers of ``task_id`` (it was forgotten)."""
         with self._known_lock:
             self._known.pop(task_id, None)
+
+    def migrate(self) -> str:
+        """Create the keyspace (with ``create_keyspace`` and ``replication``) and the
+        tables now, even with ``create_tables=false``."""
+        self.retry(lambda: ensure_schema(self.session, self.settings, now=True))
+        s = self.settings
+        tables = (s.taskmeta_table, s.groupmeta_table, s.chordmeta_table)
+        return f"tables {', '.join(tables)} in keyspace {s.keyspace}"
 
     def close(self) -> None:
         if not self.retry.closed:

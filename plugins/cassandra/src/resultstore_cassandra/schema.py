@@ -80,11 +80,12 @@ def table_ddl(settings: Settings) -> list[str]:
     ]
 
 
-def ensure_schema(session: Session, settings: Settings) -> None:
-    """Create the keyspace (when asked) and the tables, once per process and keyspace."""
+def ensure_schema(session: Session, settings: Settings, *, now: bool = False) -> None:
+    """Create the keyspace (when asked) and the tables, once per process and keyspace;
+    ``now`` (``migrate()``) creates the tables whatever ``create_tables`` says, again."""
     key = (settings.server, settings.keyspace)
     with _ensured_lock:
-        if key in _ensured:
+        if key in _ensured and not now:
             return
     if settings.create_keyspace and settings.replication is not None:
         replication = ", ".join(
@@ -95,7 +96,7 @@ def ensure_schema(session: Session, settings: Settings) -> None:
             f"CREATE KEYSPACE IF NOT EXISTS {settings.keyspace} "
             f"WITH replication = {{{replication}}}"
         )
-    if settings.create_tables:
+    if settings.create_tables or now:
         for ddl in table_ddl(settings):
             session.execute(ddl)
     with _ensured_lock:

@@ -88,6 +88,7 @@ BASE_CAPABILITIES = frozenset(
         Capability.PERSISTENT,
         Capability.SHARED,
         Capability.NATIVE_ASYNC,
+        Capability.MIGRATE,
     }
 )
 
@@ -298,8 +299,15 @@ class MongoBackend:
 
     # -- setup ------------------------------------------------------------------
 
-    def _ensure_indexes(self) -> None:
-        """Create the indexes once per process and collection (createIndexes is idempotent)."""
+    def migrate(self) -> str:
+        """Create the indexes now, even with ``create_indexes=false``."""
+        self._ensure_indexes(now=True)
+        names = (self.results.name, self.groups.name, self.chords.name)
+        return f"indexes of {', '.join(names)} in {self.settings.database}"
+
+    def _ensure_indexes(self, *, now: bool = False) -> None:
+        """Create the indexes once per process and collection (createIndexes is
+        idempotent); ``now`` creates them again."""
         ttl = IndexModel([("expires_at", pymongo.ASCENDING)], expireAfterSeconds=0)
         wanted = {
             self.results: [
@@ -314,7 +322,7 @@ class MongoBackend:
         for collection, indexes in wanted.items():
             key = (self.settings.server, self.settings.database, collection.name)
             with _ensured_lock:
-                if key in _ensured:
+                if key in _ensured and not now:
                     continue
             try:
                 self.retry(functools.partial(collection.create_indexes, indexes))
