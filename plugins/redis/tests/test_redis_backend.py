@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -134,6 +135,83 @@ def test_chord_keys_share_a_hash_tag(store: resultstore.ResultStore) -> None:
     slots = {redis.cluster.key_slot(k.encode()) for k in backend._chord_keys("g1")}
     slots.add(redis.cluster.key_slot(backend._group_key("g1").encode()))
     assert len(slots) == 1
+
+
+def _lose_next_reply(monkeypatch: pytest.MonkeyPatch, store: resultstore.ResultStore) -> None:
+    """The server carries out the next command and answers, but the answer is lost
+    (the connection drops as it is read), so the backend sends the command again."""
+    backend = store.backend
+    assert isinstance(backend, RedisBackend)
+    direct = backend.direct
+    assert direct is not None
+    real = direct._reply
+    lost: list[object] = []
+
+    def once(connection: Any) -> Any:
+        reply = real(connection)
+        if not lost:
+            lost.append(reply)
+            raise redis.exceptions.ConnectionError("connection lost before the reply (test)")
+        return reply
+
+    monkeypatch.setattr(direct, "_reply", once)
+
+
+def test_a_ready_store_whose_reply_was_lost_finds_its_own_value(
+    store: resultstore.ResultStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The script stored SUCCESS but its reply was lost: the retry meets a ready
+    state, which is its own value, so the store reports stored, not refused."""
+    store.mark_as_started("t")
+    _lose_next_reply(monkeypatch, store)
+    done = store.mark_as_done("t", "ours")
+    assert (done.stored, done.state) == (True, "SUCCESS")
+    other = store.mark_as_done("t", "late")
+    assert (other.stored, other.state) == (False, "SUCCESS")
+    got = store.get("t")
+    assert got is not None
+    assert got.result == "ours"
+
+
+def test_a_batch_whose_replies_were_lost_finds_its_own_ready_states(
+    store: resultstore.ResultStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pipelined scripts all ran but the replies were lost: the retried batch
+    meets its own ready states and reports them stored."""
+    store.mark_as_started("b")
+    _lose_next_reply(monkeypatch, store)
+    outcomes = store.store_many(
+        [TaskResult("a", State.SUCCESS, "ours"), TaskResult("b", State.FAILURE, "ours")]
+    )
+    assert [(o.stored, o.state) for o in outcomes] == [(True, "SUCCESS"), (True, "FAILURE")]
+    refused = store.store(TaskResult("b", State.SUCCESS, "late"))
+    assert (refused.stored, refused.state) == (False, "FAILURE")
+    # A first try never takes an equal ready value for its own.
+    same = store.store(TaskResult("a", State.SUCCESS, "ours"))
+    assert (same.stored, same.state) == (False, "SUCCESS")
+
+
+def test_the_asyncio_twin_finds_its_own_value_after_a_lost_reply(redis_server: Server) -> None:
+    asyncio.run(_twin_after_a_lost_reply(redis_server.url))
+
+
+async def _twin_after_a_lost_reply(url: str) -> None:
+    async with await resultstore.connect_async(url, key_prefix=_prefix()) as store:
+        assert (await store.mark_as_started("t")).stored
+        backend: Any = store.backend
+        real = backend._store_script
+        lost: list[object] = []
+
+        async def once(**kwargs: Any) -> Any:
+            reply = await real(**kwargs)
+            if not lost:
+                lost.append(reply)
+                raise redis.exceptions.ConnectionError("connection lost before the reply (test)")
+            return reply
+
+        backend._store_script = once
+        done = await store.mark_as_done("t", "ours")
+        assert (done.stored, done.state) == (True, "SUCCESS")
 
 
 def test_chord_completion_survives_a_retried_completing_call(

@@ -8,12 +8,14 @@ backend (the result API's hub does the waiting for both).
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from resultstore import StoreOutcome, TaskResult
 
 from resultstore_redis import scripts
+from resultstore_redis.backend import again
 from resultstore_redis.client import build_client
 
 if TYPE_CHECKING:
@@ -37,7 +39,12 @@ class AsyncRedisBackend:
 
     async def store(self, result: TaskResult, *, overwrite: bool = False) -> StoreOutcome:
         keys, args = self._sync.store_args(result, overwrite)
-        reply = await self.retry.run_async(lambda: self._store_script(keys=keys, args=args))
+        tries = itertools.count(1)
+
+        async def once() -> Any:
+            return await self._store_script(keys=keys, args=again(args, next(tries)))
+
+        reply = await self.retry.run_async(once)
         return self._sync.outcome(reply, result)
 
     async def get(self, task_id: str) -> TaskResult | None:

@@ -21,7 +21,7 @@ import itertools
 import os
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -47,7 +47,7 @@ from resultstore_redis.plugin import CAPABILITIES
 if TYPE_CHECKING:
     from resultstore_redis.aio import AsyncRedisBackend
 
-__all__ = ["RedisBackend"]
+__all__ = ["RedisBackend", "again"]
 
 _SEP = b"\0"
 _CHUNK = 1000
@@ -60,6 +60,13 @@ _tokens = itertools.count()
 def _token() -> str:
     """Unique per call across processes and hosts, cheaper than a uuid4 each time."""
     return f"{_TOKEN_PREFIX}{os.getpid():x}-{next(_tokens):x}"
+
+
+def again(args: list[Any], tries: int) -> list[Any]:
+    """The store script's arguments for try number ``tries`` (1 = the first): from
+    the second on, a ready value equal to this one is the call's own, stored by a
+    try whose reply was lost."""
+    return [*args, "1" if tries > 1 else "0"]
 
 
 def _text(value: Any) -> str | None:
@@ -145,36 +152,49 @@ class RedisBackend:
 
     def store(self, result: TaskResult, *, overwrite: bool = False) -> StoreOutcome:
         keys, args = self.store_args(result, overwrite)
-        return self.outcome(self._script(self._store_script, keys, args), result)
+        script, direct = self._store_script, self.direct
+        tries = itertools.count(1)
+
+        def once() -> Any:
+            argv = again(args, next(tries))
+            if direct is not None:
+                return direct.evalsha(script.sha, script.script, keys, argv)
+            return script(keys=keys, args=argv)
+
+        return self.outcome(self.retry(once), result)
 
     def store_many(
         self, results: Sequence[TaskResult], *, overwrite: bool = False
     ) -> list[StoreOutcome]:
         calls = [self.store_args(result, overwrite) for result in results]
+        tries = itertools.count(1)
 
         def run() -> list[Any]:
             pipe = self.client.pipeline(transaction=False)
+            n = next(tries)
             for keys, args in calls:
-                self._store_script(keys=keys, args=args, client=pipe)
+                self._store_script(keys=keys, args=again(args, n), client=pipe)
             return list(pipe.execute())
 
         if self.direct is not None:
-            replies = self.retry(self._direct_batch(calls))
+            replies = self.retry(self._direct_batch(calls, tries))
         else:
-            replies = self.retry(self._cluster_batch(calls) if self.cluster else run)
+            replies = self.retry(self._cluster_batch(calls, tries) if self.cluster else run)
         return [self.outcome(reply, result) for reply, result in zip(replies, results, strict=True)]
 
-    def _direct_batch(self, calls: list[tuple[list[str], list[Any]]]) -> Any:
+    def _direct_batch(self, calls: list[tuple[list[str], list[Any]]], tries: Iterator[int]) -> Any:
         direct, script = self.direct, self._store_script
         assert direct is not None
 
         def run() -> list[Any]:
             sha = script.sha
-            commands = [("EVALSHA", sha, len(keys), *keys, *args) for keys, args in calls]
+            n = next(tries)
+            calls_n = [(keys, again(args, n)) for keys, args in calls]
+            commands = [("EVALSHA", sha, len(keys), *keys, *args) for keys, args in calls_n]
             replies = direct.pipeline(commands)
             for index, reply in enumerate(replies):
                 if isinstance(reply, redis.exceptions.NoScriptError):
-                    keys, args = calls[index]
+                    keys, args = calls_n[index]
                     replies[index] = direct.evalsha(sha, script.script, keys, args)
                 elif isinstance(reply, redis.exceptions.ResponseError):
                     raise reply
@@ -182,11 +202,13 @@ class RedisBackend:
 
         return run
 
-    def _cluster_batch(self, calls: list[tuple[list[str], list[Any]]]) -> Any:
+    def _cluster_batch(self, calls: list[tuple[list[str], list[Any]]], tries: Iterator[int]) -> Any:
         """Cluster pipelines cannot run scripts, so pipeline per node instead;
         a call that meets a moved slot is done again through the cluster client."""
 
         def run() -> list[Any]:
+            n = next(tries)
+            calls_n = [(keys, again(args, n)) for keys, args in calls]
             replies: list[Any] = [None] * len(calls)
             by_node: dict[str, list[int]] = {}
             nodes: dict[str, Any] = {}
@@ -197,13 +219,13 @@ class RedisBackend:
             for name, indices in by_node.items():
                 pipe = nodes[name].redis_connection.pipeline(transaction=False)
                 for index in indices:
-                    keys, args = calls[index]
+                    keys, args = calls_n[index]
                     self._store_script(keys=keys, args=args, client=pipe)
                 answers = pipe.execute(raise_on_error=False)
                 for index, answer in zip(indices, answers, strict=True):
                     replies[index] = answer
                     if isinstance(answer, redis.exceptions.ResponseError):
-                        keys, args = calls[index]
+                        keys, args = calls_n[index]
                         replies[index] = self._store_script(keys=keys, args=args)
             return replies
 

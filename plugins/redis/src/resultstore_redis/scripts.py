@@ -10,8 +10,11 @@ from __future__ import annotations
 __all__ = ["CHORD_BODY_CLAIM", "CHORD_BODY_SENT", "CHORD_PART", "STORE"]
 
 #: KEYS[1] result key. ARGV: value, state, ttl ms ("0" = keep), overwrite
-#: ("1"/"0"), channel. Returns {stored 0/1, previous state or false}. The
-#: announcement carries the stored value, so a waiter needs no second read.
+#: ("1"/"0"), channel, tried before ("1"/"0"). Returns {stored 0/1, previous
+#: state or false}. The announcement carries the stored value, so a waiter
+#: needs no second read. On a call tried before, a ready value equal to
+#: ARGV[1] is the call's own (an earlier try stored it and its reply was
+#: lost): it is reported stored, previous unknown.
 STORE = """
 local current = redis.call('GET', KEYS[1])
 local previous = false
@@ -20,6 +23,7 @@ if current then
   if cut then previous = string.sub(current, 1, cut - 1) end
   if ARGV[4] ~= '1' and (previous == 'SUCCESS' or previous == 'FAILURE'
                          or previous == 'REVOKED') then
+    if ARGV[6] == '1' and current == ARGV[1] then return {1, false} end
     return {0, previous}
   end
 end
