@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any
 
 import psycopg
 import pytest
@@ -103,3 +104,23 @@ def test_cleanup_runs_in_batches(postgresql_server: Server) -> None:
         assert store.get("t0") is None  # expired reads as missing before the sweep
         assert store.cleanup() == 31
         assert store.get("fresh") is not None
+
+
+@pytest.mark.parametrize(("option", "prepared"), [("", True), ("&prepare_threshold=none", False)])
+def test_statements_are_prepared_unless_told_not_to(
+    postgresql_server: Server, option: str, prepared: bool
+) -> None:
+    url = f"{postgresql_server.url}?table_prefix={_prefix()}&pool_max=1{option}"
+    with resultstore.connect(url) as store:
+        store.mark_as_done("t", 1)
+        for _ in range(10):
+            assert store.get("t") is not None
+        backend: Any = store.backend
+        with backend.pool().connection() as conn:
+            (count,) = conn.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()
+    assert (count > 0) is prepared
+
+
+def test_a_bad_prepare_threshold_is_refused() -> None:
+    with pytest.raises(resultstore.ConfigurationError, match="prepare_threshold"):
+        resultstore.connect("postgresql://u@localhost/db?prepare_threshold=often")

@@ -73,7 +73,10 @@ class AsyncPostgreSQLBackend:
                     self.settings.conninfo,
                     min_size=self.settings.pool_min,
                     max_size=self.settings.pool_max,
-                    kwargs={"autocommit": True, "prepare_threshold": None},
+                    kwargs={
+                        "autocommit": True,
+                        "prepare_threshold": self.settings.prepare_threshold,
+                    },
                     timeout=self.settings.pool_timeout,
                     name=f"resultstore-async-{self.settings.server}",
                     open=False,

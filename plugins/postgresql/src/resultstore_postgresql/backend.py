@@ -67,8 +67,11 @@ class PostgreSQLBackend:
     wait for a free connection, default 30), ``retry_total`` (seconds a call
     keeps retrying after connection errors, default 10), ``batch_size``
     (rows per cleanup statement, default 1000), ``notify`` (announce stores
-    for push waiting, default true), ``clock`` (a callable returning seconds,
-    for tests of expiry); any other option is a libpq connection parameter.
+    for push waiting, default true), ``prepare_threshold`` (executions of a
+    statement before a connection prepares it, default 5 as psycopg's;
+    ``none`` never prepares, for PgBouncer before 1.21 in transaction mode),
+    ``clock`` (a callable returning seconds, for tests of expiry); any other
+    option is a libpq connection parameter.
     """
 
     capabilities = CAPABILITIES
@@ -152,7 +155,10 @@ class PostgreSQLBackend:
                     self.settings.conninfo,
                     min_size=self.settings.pool_min,
                     max_size=self.settings.pool_max,
-                    kwargs={"autocommit": True, "prepare_threshold": None},
+                    kwargs={
+                        "autocommit": True,
+                        "prepare_threshold": self.settings.prepare_threshold,
+                    },
                     timeout=self.settings.pool_timeout,
                     name=f"resultstore-{self.settings.server}",
                     open=True,
@@ -197,10 +203,11 @@ class PostgreSQLBackend:
         """Note that the tables exist (the asyncio twin created them)."""
         self._ready = True
 
-    def migrate(self) -> int:
-        """Create the tables and indexes now (they are also created on first use)."""
+    def migrate(self) -> str:
+        """Create the tables and indexes now (they are also created on first use);
+        safe to run again and concurrently (``resultstore migrate URL``)."""
         self.run(self._create_tables)
-        return SCHEMA_VERSION
+        return f"schema version {SCHEMA_VERSION} in {self.tables.schema}.{self.tables.prefix}*"
 
     def close(self) -> None:
         self.retry.close()

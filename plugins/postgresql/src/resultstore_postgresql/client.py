@@ -34,10 +34,15 @@ OWN_OPTIONS = (
     "pool_max",
     "pool_min",
     "pool_timeout",
+    "prepare_threshold",
     "retry_total",
     "schema",
     "table_prefix",
 )
+
+
+#: psycopg's own default: a connection prepares a statement on its fifth run.
+PREPARE_THRESHOLD: int | None = 5
 
 
 @attrs.frozen
@@ -55,6 +60,8 @@ class Settings:
     pool_timeout: float
     batch_size: int
     notify: bool
+    #: executions of a statement before a connection prepares it (None: never).
+    prepare_threshold: int | None
 
 
 def settings_from_config(config: BackendConfig) -> Settings:
@@ -78,6 +85,7 @@ def settings_from_config(config: BackendConfig) -> Settings:
     pool_timeout = options.take("pool_timeout", _positive, 30.0)
     batch_size = options.take("batch_size", _count, 1000)
     notify = options.take("notify", parse_bool, True)
+    prepare_threshold = options.take("prepare_threshold", _threshold, PREPARE_THRESHOLD)
     libpq = {name: str(value) for name, value in options.remaining().items()}
     for name in libpq:
         options.take(name, str, "")
@@ -117,6 +125,7 @@ def settings_from_config(config: BackendConfig) -> Settings:
         pool_timeout=pool_timeout,
         batch_size=batch_size,
         notify=notify,
+        prepare_threshold=prepare_threshold,
     )
 
 
@@ -141,6 +150,12 @@ def _positive(value: Any) -> float:
     if not math.isfinite(seconds) or seconds <= 0:
         raise ValueError(f"expected a finite number of seconds > 0, got {value!r}")
     return seconds
+
+
+def _threshold(value: Any) -> int | None:
+    if value is None or (isinstance(value, str) and value.lower() in ("none", "off", "")):
+        return None
+    return _count(value)
 
 
 def _count(value: Any) -> int:

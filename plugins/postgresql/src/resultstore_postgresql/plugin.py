@@ -18,6 +18,7 @@ CAPABILITIES = frozenset(
         Capability.GROUPS,
         Capability.CHORDS,
         Capability.NATIVE_ASYNC,
+        Capability.MIGRATE,
         Capability.PERSISTENT,
         Capability.SHARED,
     }
