@@ -8,13 +8,14 @@ resultstore side of the shared cases, so that every script times them alike.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable
 
 from resultstore import ResultStore, State, TaskResult
 
-__all__ = ["PAYLOAD", "OurCases", "ids", "per_second", "timed"]
+__all__ = ["PAYLOAD", "OurCases", "ids", "per_second", "timed", "wake_latency"]
 
 #: The ~200-byte JSON result (10 fields) every contender stores.
 PAYLOAD = {f"field{i}": f"value-{i}-" + "x" * 6 for i in range(10)}
@@ -37,6 +38,41 @@ def timed(run: Callable[[], object]) -> float:
     start = time.perf_counter()
     run()
     return time.perf_counter() - start
+
+
+def wake_latency(
+    trials: int,
+    *,
+    wait: Callable[[str], object],
+    ready: Callable[[str], object],
+    store: Callable[[str], object],
+    timeout: float = 10,
+) -> list[float]:
+    """Seconds from the start of ``store(id)`` to the return of ``wait(id)``, per trial.
+
+    Each trial waits on a fresh id in a thread of its own; ``ready(id)`` returns
+    once that waiter is listening (subscribed), and the result goes out 2 ms
+    later, so the figure is the wake-up, not the subscription.
+    """
+    samples = []
+    for _ in range(trials):
+        task_id = uuid.uuid4().hex
+        stamp: list[float] = []
+
+        def waiter(task_id: str = task_id, stamp: list[float] = stamp) -> None:
+            wait(task_id)
+            stamp.append(time.perf_counter())
+
+        thread = threading.Thread(target=waiter)
+        thread.start()
+        ready(task_id)
+        time.sleep(0.002)  # let the waiter settle into its blocking read
+        start = time.perf_counter()
+        store(task_id)
+        thread.join(timeout + 5)
+        assert stamp, f"the waiter on {task_id} never woke"
+        samples.append(stamp[0] - start)
+    return samples
 
 
 class OurCases:

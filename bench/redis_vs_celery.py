@@ -21,7 +21,6 @@ import json
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,7 +28,7 @@ import orjson
 import redis
 import redis.asyncio
 import resultstore
-from _cases import PAYLOAD, OurCases, ids, per_second, timed
+from _cases import PAYLOAD, OurCases, ids, per_second, timed, wake_latency
 from _celery import CeleryCases
 from _table import RatioTable, Samples, arguments, percentile, run_rounds
 from resultstore_contract.servers import start_redis
@@ -161,9 +160,6 @@ class Bench:
 
     # -- wake latency ------------------------------------------------------------
 
-    def _numsub(self, channel: str) -> int:
-        return int(self.raw.pubsub_numsub(channel)[0][1])
-
     def _latency(
         self,
         trials: int,
@@ -171,30 +167,13 @@ class Bench:
         channel: Callable[[str], str],
         store: Callable[[str], object],
     ) -> list[float]:
-        samples = []
-        for _ in range(trials):
-            task_id = uuid.uuid4().hex
-            done = threading.Event()
-            stamp: list[float] = []
+        """Wake latency of ``wait``, stored once ``channel(id)`` has a subscriber."""
 
-            def waiter(
-                task_id: str = task_id, stamp: list[float] = stamp, done: threading.Event = done
-            ) -> None:
-                wait(task_id)
-                stamp.append(time.perf_counter())
-                done.set()
-
-            thread = threading.Thread(target=waiter)
-            thread.start()
-            while self._numsub(channel(task_id)) < 1:
+        def ready(task_id: str) -> None:
+            while int(self.raw.pubsub_numsub(channel(task_id))[0][1]) < 1:
                 time.sleep(0.0005)
-            time.sleep(0.002)  # let the waiter settle into its blocking read
-            t0 = time.perf_counter()
-            store(task_id)
-            done.wait(10)
-            thread.join()
-            samples.append(stamp[0] - t0)
-        return samples
+
+        return wake_latency(trials, wait=wait, ready=ready, store=store)
 
     def _raw_latency(self, trials: int, wait: Callable[[str], object]) -> list[float]:
         """Wake latency of ``wait`` on ``raw:<id>`` when a bare message is published there."""
