@@ -39,6 +39,7 @@ def resultstore_register_backends() -> Iterable[BackendSpec]:
                     C.CHORDS,
                     C.PERSISTENT,
                     C.SHARED,
+                    C.MIGRATE,
                 }
             ),
             summary="embedded default: one SQLite file, safe for processes on one machine",

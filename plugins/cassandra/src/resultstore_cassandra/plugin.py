@@ -16,6 +16,7 @@ _CAPABILITIES = frozenset(
         Capability.PERSISTENT,
         Capability.SHARED,
         Capability.NATIVE_ASYNC,
+        Capability.MIGRATE,
     }
 )
 

@@ -20,6 +20,7 @@ _CAPABILITIES = frozenset(
         Capability.PERSISTENT,
         Capability.SHARED,
         Capability.NATIVE_ASYNC,
+        Capability.MIGRATE,
     }
 )
 _SUMMARIES = {
