@@ -24,7 +24,9 @@ about a minute that way. Celery has no native join for this backend (a
 ``get`` per result) and no chords of its own (``chord_unlock`` polls the
 header every second): its chord row counts the header's stores and one
 successful poll. Its wake rows store at a random moment of its 0.5 s
-polling cycle. The asyncio row runs the native twin (``connect_async``)
+polling cycle. The ``notify_results=true`` wake rows run our waiter and
+writer with announcements that carry the result (no read after the
+wake-up). The asyncio row runs the native twin (``connect_async``)
 against a bare ``psycopg.AsyncConnection`` sending the same upsert.
 """
 
@@ -59,6 +61,10 @@ class Bench:
         self.store = resultstore.connect(url, table_prefix="bench_ours_")
         # The worker's side of the wake cases: another client, like a worker's.
         self.writer = resultstore.connect(url, table_prefix="bench_ours_")
+        self.carrier = resultstore.connect(url, table_prefix="bench_ours_", notify_results=True)
+        self.carrier_writer = resultstore.connect(
+            url, table_prefix="bench_ours_", notify_results=True
+        )
         self.ours = OurCases(self.store, ops)
         # The bare contender's tables: the same DDL under another prefix.
         self.raw_store = resultstore.connect(url, table_prefix="bench_raw_")
@@ -81,7 +87,7 @@ class Bench:
         self.unforked.put(["warm-up"])
 
     def close(self) -> None:
-        for store in (self.store, self.writer, self.raw_store):
+        for store in (self.store, self.writer, self.carrier, self.carrier_writer, self.raw_store):
             store.close()
         self.bare.close()
         self.bare_writer.close()
@@ -105,6 +111,7 @@ class Bench:
             "now": now,
             "channel": self.sql.channel,
             "notify": True,
+            "carry": False,
         }
 
     def _put_bare(self, task_ids: list[str]) -> None:
@@ -214,8 +221,13 @@ class Bench:
 
     # -- wake latency ------------------------------------------------------------------
 
-    def wake_ours(self, trials: int) -> list[float]:
-        hub = self.store.hub
+    def wake_ours(self, trials: int, *, carried: bool = False) -> list[float]:
+        """Our waiter woken by another client's store; with ``carried``, both with
+        ``notify_results`` (the announcement brings the result: no read)."""
+        store, writer = (
+            (self.carrier, self.carrier_writer) if carried else (self.store, self.writer)
+        )
+        hub = store.hub
 
         def ready(task_id: str) -> None:
             while task_id not in hub.watched_ids():
@@ -224,9 +236,9 @@ class Bench:
 
         return wake_latency(
             trials,
-            wait=lambda t: self.store.result(t).get(timeout=WAKE_TIMEOUT),
+            wait=lambda t: store.result(t).get(timeout=WAKE_TIMEOUT),
             ready=ready,
-            store=lambda t: self.writer.mark_as_done(t, PAYLOAD),
+            store=lambda t: writer.mark_as_done(t, PAYLOAD),
             timeout=WAKE_TIMEOUT,
         )
 
@@ -313,12 +325,19 @@ def main() -> None:
         }
         per_round = max(1, args.trials // args.rounds)
         celery_per_round = max(1, args.celery_trials // args.rounds)
-        wake: dict[str, list[list[float]]] = {"bare": [], "upsert": [], "ours": [], "celery": []}
+        wake: dict[str, list[list[float]]] = {
+            "bare": [],
+            "upsert": [],
+            "ours": [],
+            "carried": [],
+            "celery": [],
+        }
 
         def wake_round() -> float:
             wake["bare"].append(bench.wake_bare(per_round))
             wake["upsert"].append(bench.wake_bare(per_round, upsert=True))
             wake["ours"].append(bench.wake_ours(per_round))
+            wake["carried"].append(bench.wake_ours(per_round, carried=True))
             wake["celery"].append(bench.wake_celery(celery_per_round))
             return 0.0
 
@@ -417,6 +436,13 @@ def main() -> None:
             f"{label} vs bare LISTEN woken by the same upsert+notify",
             wake_ms("ours", q),
             wake_ms("upsert", q),
+            at_most=True,
+        )
+        table.ratio(
+            f"{label}, notify_results=true, vs bare LISTEN + pg_notify",
+            wake_ms("carried", q),
+            wake_ms("bare", q),
+            target=2 if q == 0.5 else None,
             at_most=True,
         )
         table.ratio(

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 from resultstore import (
+    READY_STATES,
     BackendConfig,
     ChordError,
     ChordOutcome,
@@ -32,7 +33,7 @@ from resultstore import (
 from resultstore.plugin.retrying import Retry, scrub, time_left
 
 from resultstore_postgresql.client import Settings, settings_from_config
-from resultstore_postgresql.listener import NotifyListener
+from resultstore_postgresql.listener import CARRY_LIMIT, NotifyListener
 from resultstore_postgresql.outcomes import outcome, refused, transient
 from resultstore_postgresql.plugin import CAPABILITIES
 from resultstore_postgresql.schema import BODY_UNSENT, SCHEMA_VERSION, Tables
@@ -67,7 +68,10 @@ class PostgreSQLBackend:
     wait for a free connection, default 30), ``retry_total`` (seconds a call
     keeps retrying after connection errors, default 10), ``batch_size``
     (rows per cleanup statement, default 1000), ``notify`` (announce stores
-    for push waiting, default true), ``prepare_threshold`` (executions of a
+    for push waiting, default true), ``notify_results`` (announce small
+    ready results with their payload, and wake waiters with it without a
+    read; default false: only where no one who can connect may forge a
+    NOTIFY or should not read results), ``prepare_threshold`` (executions of a
     statement before a connection prepares it, default 5 as psycopg's;
     ``none`` never prepares, for PgBouncer before 1.21 in transaction mode),
     ``clock`` (a callable returning seconds, for tests of expiry); any other
@@ -249,6 +253,10 @@ class PostgreSQLBackend:
             "now": now,
             "channel": self.tables.channel,
             "notify": self.settings.notify,
+            # NOTIFY takes under 8000 bytes: a larger result is announced by id alone.
+            "carry": self.settings.notify_results
+            and state in READY_STATES
+            and len(payload) <= CARRY_LIMIT,
         }
 
     def _outcome(self, conn: Conn, row: tuple[Any, ...] | None, result: TaskResult) -> StoreOutcome:
@@ -488,7 +496,8 @@ class PostgreSQLBackend:
 
     def listener(self) -> PushListener:
         self.retry.check_open()
-        return NotifyListener(self.settings, self.retry)
+        decode = self.decode if self.settings.notify_results else None
+        return NotifyListener(self.settings, self.retry, decode)
 
     # -- asyncio -------------------------------------------------------------
 

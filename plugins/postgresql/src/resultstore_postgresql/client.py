@@ -31,6 +31,7 @@ OWN_OPTIONS = (
     "batch_size",
     "clock",
     "notify",
+    "notify_results",
     "pool_max",
     "pool_min",
     "pool_timeout",
@@ -60,6 +61,8 @@ class Settings:
     pool_timeout: float
     batch_size: int
     notify: bool
+    #: announce small ready results with their payload, and take them from announcements.
+    notify_results: bool
     #: executions of a statement before a connection prepares it (None: never).
     prepare_threshold: int | None
 
@@ -85,6 +88,7 @@ def settings_from_config(config: BackendConfig) -> Settings:
     pool_timeout = options.take("pool_timeout", _positive, 30.0)
     batch_size = options.take("batch_size", _count, 1000)
     notify = options.take("notify", parse_bool, True)
+    notify_results = options.take("notify_results", parse_bool, False)
     prepare_threshold = options.take("prepare_threshold", _threshold, PREPARE_THRESHOLD)
     libpq = {name: str(value) for name, value in options.remaining().items()}
     for name in libpq:
@@ -125,6 +129,7 @@ def settings_from_config(config: BackendConfig) -> Settings:
         pool_timeout=pool_timeout,
         batch_size=batch_size,
         notify=notify,
+        notify_results=notify_results,
         prepare_threshold=prepare_threshold,
     )
 

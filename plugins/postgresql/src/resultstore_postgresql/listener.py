@@ -5,24 +5,36 @@ statement as the write, so an announcement is only ever heard after the
 write committed. The listener keeps the subscribed ids itself and filters
 the channel. After a lost connection it reconnects and reports every
 subscribed id once, since announcements made while it was away are lost.
+
+With ``notify_results`` an announcement of a small ready result also carries
+its payload (the id, a newline, the payload in base64): the listener hands
+the decoded result over (:class:`~resultstore.SupportsCarriedResults`) and
+the waiter needs no read. Anyone who may connect can send a NOTIFY, so this
+is only on when the URL says so.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import os
 import select
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import psycopg
-from resultstore import Retry
+from resultstore import PayloadError, Retry, TaskResult
 
 from resultstore_postgresql.client import Settings
 
-__all__ = ["NotifyListener"]
+__all__ = ["CARRY_LIMIT", "NotifyListener"]
+
+#: the largest payload an announcement carries: in base64 (with its line
+#: breaks) and after an id, it stays under NOTIFY's 8000 bytes.
+CARRY_LIMIT = 5000
 
 Conn = psycopg.Connection[tuple[Any, ...]]
 
@@ -30,9 +42,17 @@ Conn = psycopg.Connection[tuple[Any, ...]]
 class NotifyListener:
     """A :class:`~resultstore.PushListener` (and ``SupportsWake``) on one connection."""
 
-    def __init__(self, settings: Settings, retry: Retry) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        retry: Retry,
+        decode: Callable[[bytes], TaskResult] | None = None,
+    ) -> None:
         self._settings = settings
         self._retry = retry
+        #: set when announcements are trusted to carry results (``notify_results``).
+        self._decode = decode
+        self._carried: dict[str, TaskResult] = {}
         self._lock = threading.Lock()
         self._subscribed: set[str] = set()
         self._conn: Conn | None = None
@@ -87,7 +107,10 @@ class NotifyListener:
                 self._drain_wake()
             # timeout=0: take what has arrived, never block here.
             for note in conn.notifies(timeout=0.0):
-                heard.add(note.payload)
+                task_id, _, carried = note.payload.partition("\n")
+                heard.add(task_id)
+                if carried and self._decode is not None:
+                    self._carry(task_id, carried)
         except (psycopg.OperationalError, OSError, ValueError):
             if self._closed:
                 return []
@@ -98,6 +121,19 @@ class NotifyListener:
                 self._missed = False
                 return sorted(self._subscribed)
             return sorted(heard & self._subscribed)
+
+    def _carry(self, task_id: str, carried: str) -> None:
+        # Undecodable, or about another task: the hub reads the store instead.
+        assert self._decode is not None
+        with contextlib.suppress(PayloadError, binascii.Error, ValueError):
+            result = self._decode(base64.b64decode(carried))
+            if result.task_id == task_id:
+                self._carried[task_id] = result
+
+    def take_carried(self) -> dict[str, TaskResult]:
+        """Results that came with the announcements, when they are trusted (else none)."""
+        carried, self._carried = self._carried, {}
+        return carried
 
     def _reconnect(self, deadline: float) -> Conn | None:
         while not self._closed:

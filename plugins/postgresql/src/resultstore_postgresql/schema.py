@@ -139,7 +139,9 @@ class Tables:
 
         The ``prev`` CTE locks the row that is there (if any) so the
         previous state it reports is the one the upsert decided on; the
-        NOTIFY rides in the same statement, hence the same transaction.
+        NOTIFY rides in the same statement, hence the same transaction. It
+        says the task id, and with ``carry`` also, after a newline (never in
+        an id), the payload in base64.
         """
         return f"""
         WITH prev AS (
@@ -164,7 +166,10 @@ class Tables:
                     AND {self.results}.expires_at <= %(now)s)
             RETURNING 1
         ), note AS (
-            SELECT pg_notify(%(channel)s, %(task_id)s) FROM up WHERE %(notify)s
+            SELECT pg_notify(%(channel)s, CASE WHEN %(carry)s
+                THEN %(task_id)s || chr(10) || encode(%(payload)s, 'base64')
+                ELSE %(task_id)s END)
+            FROM up WHERE %(notify)s
         )
         SELECT (SELECT state FROM prev WHERE live), EXISTS (SELECT 1 FROM up),
                (SELECT count(*) FROM note)
