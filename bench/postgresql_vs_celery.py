@@ -19,8 +19,9 @@ connection (TCP, SCRAM login, the dialect's first-connect queries) per
 store or read. The main Celery rows use the pooled mode (the fair,
 stronger contender, as in a prefork worker); the "no fork" rows show what
 a client process, a thread-pool worker or a beat job gets. That per-call
-connection is also why earlier runs seemed to hang: a join of 2,000 takes
-about a minute that way. Celery has no native join for this backend (a
+connection is the likely reason an earlier version of this bench seemed to
+hang (neither ``+psycopg`` nor psycopg2 hung here): storing and joining
+2,000 results that way takes about a minute a round. Celery has no native join for this backend (a
 ``get`` per result) and no chords of its own (``chord_unlock`` polls the
 header every second): its chord row counts the header's stores and one
 successful poll. Its wake rows store at a random moment of its 0.5 s
