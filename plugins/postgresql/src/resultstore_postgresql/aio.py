@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -135,10 +136,15 @@ class AsyncPostgreSQLBackend:
     async def store(self, result: TaskResult, *, overwrite: bool = False) -> StoreOutcome:
         sync = self._sync
         payload = sync.encode(result)
+        tries = itertools.count(1)
 
         async def call(conn: AsyncConn) -> StoreOutcome:
             now = sync.now()
-            params = sync.store_params(result, payload, now, overwrite, str(result.state))
+            # A later try may meet the row an earlier one committed, its reply lost.
+            again = next(tries) > 1
+            params = sync.store_params(
+                result, payload, now, overwrite, str(result.state), again=again
+            )
             row = await (await conn.execute(self.tables.store, params)).fetchone()
             told = outcome(row, result)
             if told is not None:

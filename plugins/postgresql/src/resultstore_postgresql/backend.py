@@ -9,6 +9,7 @@ parent's sockets alone.
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -34,7 +35,7 @@ from resultstore.plugin.retrying import Retry, scrub, time_left
 
 from resultstore_postgresql.client import Settings, settings_from_config
 from resultstore_postgresql.listener import CARRY_LIMIT, NotifyListener
-from resultstore_postgresql.outcomes import outcome, refused, transient
+from resultstore_postgresql.outcomes import first_ready, landed, outcome, own, refused, transient
 from resultstore_postgresql.plugin import CAPABILITIES
 from resultstore_postgresql.schema import BODY_UNSENT, SCHEMA_VERSION, Tables
 
@@ -236,9 +237,17 @@ class PostgreSQLBackend:
         return None if self._expires is None else now + self._expires
 
     def store_params(
-        self, result: TaskResult, payload: bytes, now: float, overwrite: bool, state: str
+        self,
+        result: TaskResult,
+        payload: bytes,
+        now: float,
+        overwrite: bool,
+        state: str,
+        *,
+        again: bool = False,
     ) -> dict[str, Any]:
-        """The parameters of :attr:`Tables.store` for ``result`` (shared with the twin)."""
+        """The parameters of :attr:`Tables.store` for ``result`` (shared with the twin);
+        ``again``: an earlier try of this store may have committed, its reply lost."""
         return {
             "task_id": result.task_id,
             "state": state,
@@ -250,6 +259,7 @@ class PostgreSQLBackend:
             "group_id": result.group_id,
             "expires_at": self._expiry(now),
             "overwrite": overwrite,
+            "again": again and not overwrite,
             "now": now,
             "channel": self.tables.channel,
             "notify": self.settings.notify,
@@ -279,9 +289,13 @@ class PostgreSQLBackend:
 
     def store(self, result: TaskResult, *, overwrite: bool = False) -> StoreOutcome:
         payload = self._serializer.dumps(result)
+        tries = itertools.count(1)
 
         def call(conn: Conn) -> StoreOutcome:
-            params = self.store_params(result, payload, self._clock(), overwrite, str(result.state))
+            again = next(tries) > 1
+            params = self.store_params(
+                result, payload, self._clock(), overwrite, str(result.state), again=again
+            )
             row = conn.execute(self.tables.store, params).fetchone()
             return self._outcome(conn, row, result)
 
@@ -294,12 +308,18 @@ class PostgreSQLBackend:
         payloads = [self._serializer.dumps(result) for result in results]
         if not payloads:
             return []
+        tries = itertools.count(1)
+        # On a retry, only each task's first ready state may find its own row.
+        mine = first_ready(results)
 
         def call(conn: Conn) -> list[StoreOutcome]:
             now = self._clock()
+            again = next(tries) > 1
             params = [
-                self.store_params(result, payload, now, overwrite, str(result.state))
-                for result, payload in zip(results, payloads, strict=True)
+                self.store_params(
+                    result, payload, now, overwrite, str(result.state), again=again and n in mine
+                )
+                for n, (result, payload) in enumerate(zip(results, payloads, strict=True))
             ]
             rows: list[tuple[Any, ...] | None] = []
             # One transaction, pipelined: every upsert goes out in one round trip.
@@ -309,10 +329,14 @@ class PostgreSQLBackend:
                     rows.append(cur.fetchone())
                     if not cur.nextset():
                         break
-                return [
+                outcomes = [
                     self._outcome(conn, row, result)
                     for row, result in zip(rows, results, strict=True)
                 ]
+            # The batch is one transaction: where a try that landed is found, it
+            # stored the task's earlier steps of the batch as well.
+            owned = [n for n, row in enumerate(rows) if row is not None and own(row)]
+            return landed(results, outcomes, owned)
 
         return self.run(call)
 

@@ -142,11 +142,16 @@ class Tables:
         NOTIFY rides in the same statement, hence the same transaction. It
         says the task id, and with ``carry`` also, after a newline (never in
         an id), the payload in base64.
+
+        ``again`` says an earlier try of this call may have committed and lost
+        its reply: a row holding byte for byte this payload is then the call's
+        own, reported in the fourth column (``own``) and left as it is, so the
+        retry is not refused by its own ready state nor announced twice.
         """
         return f"""
         WITH prev AS (
-            SELECT state, {_LIVE} AS live FROM {self.results}
-            WHERE task_id = %(task_id)s FOR UPDATE
+            SELECT state, {_LIVE} AS live, %(again)s AND payload = %(payload)s AS own
+            FROM {self.results} WHERE task_id = %(task_id)s FOR UPDATE
         ), up AS (
             INSERT INTO {self.results}
                 (task_id, state, payload, date_done, name, worker, queue, group_id, expires_at)
@@ -172,7 +177,7 @@ class Tables:
             FROM up WHERE %(notify)s
         )
         SELECT (SELECT state FROM prev WHERE live), EXISTS (SELECT 1 FROM up),
-               (SELECT count(*) FROM note)
+               (SELECT count(*) FROM note), EXISTS (SELECT 1 FROM prev WHERE own)
         """
 
     @property
