@@ -109,6 +109,7 @@ class Bench:
             "group_id": None,
             "expires_at": now + 86400,
             "overwrite": False,
+            "again": False,
             "now": now,
             "channel": self.sql.channel,
             "notify": True,
