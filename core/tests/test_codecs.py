@@ -369,3 +369,39 @@ def test_arbitrary_bytes_only_ever_raise_decode_errors(
     # the point is that nothing but a DecodeError ever escapes.
     with contextlib.suppress(DecodeError):
         Serializer().loads(header + body, cls)
+
+
+# -- the read path's remembered header lines ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"{not json", "body is not valid json"),
+        (b'{"state": "SUCCESS"}', "does not describe a TaskResult"),
+        (b'["a list"]', "does not describe a TaskResult"),
+    ],
+)
+def test_a_remembered_header_line_still_gives_the_full_error_for_a_bad_body(
+    body: bytes, message: str
+) -> None:
+    serializer = Serializer(CodecOptions())
+    good = serializer.dumps(TaskResult("t", State.SUCCESS, 1))
+    for _ in range(2):  # the second read takes the remembered line
+        assert serializer.loads(good, TaskResult).result == 1
+    head = good[: good.index(b"\n") + 1]
+    with pytest.raises(CorruptPayloadError, match=message):
+        serializer.loads(head + body, TaskResult)
+
+
+def test_compressed_payloads_are_never_read_past_the_limit_by_a_remembered_line() -> None:
+    serializer = Serializer(
+        CodecOptions(compression="zlib", compress_threshold=0, max_result_size=1000)
+    )
+    small = serializer.dumps(TaskResult("t", State.SUCCESS, "x"))
+    for _ in range(2):
+        assert serializer.loads(small, TaskResult).result == "x"
+    head = small[: small.index(b"\n") + 1]
+    bomb = head + zlib.compress(b'{"task_id": "t", "result": "' + b"x" * 100_000 + b'"}')
+    with pytest.raises(CorruptPayloadError, match="max_result_size"):
+        serializer.loads(bomb, TaskResult)
