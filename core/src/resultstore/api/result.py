@@ -560,7 +560,7 @@ class GroupResult:
         return self._handles
 
     def __repr__(self) -> str:
-        return f"<GroupResult {self.group_id} of {len(self.results)}>"
+        return f"<GroupResult {self.group_id} of {len(self._task_ids)}>"
 
     def __len__(self) -> int:
         return len(self._task_ids)
@@ -686,7 +686,7 @@ class GroupResult:
         return ResultTimeoutError(
             f"group {self.group_id!r}: {describe_ids(pending)} not ready after waiting "
             f"{time.monotonic() - started:.3f}s (timeout={timeout}s); "
-            f"{ready} of {len(self.results)} results are ready{_unread_note(self.store)}"
+            f"{ready} of {len(self._task_ids)} results are ready{_unread_note(self.store)}"
         )
 
     def _values(self, propagate: bool, allowed: Allowed) -> list[Any]:
