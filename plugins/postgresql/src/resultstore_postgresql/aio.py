@@ -72,13 +72,7 @@ class AsyncPostgreSQLBackend:
             if self._pool is None:
                 pool: AsyncConnectionPool[AsyncConn] = AsyncConnectionPool(
                     self.settings.conninfo,
-                    min_size=self.settings.pool_min,
-                    max_size=self.settings.pool_max,
-                    kwargs={
-                        "autocommit": True,
-                        "prepare_threshold": self.settings.prepare_threshold,
-                    },
-                    timeout=self.settings.pool_timeout,
+                    **self.settings.pool_arguments(),
                     name=f"resultstore-async-{self.settings.server}",
                     open=False,
                 )

@@ -158,13 +158,7 @@ class PostgreSQLBackend:
                 self.retry.check_open()
                 self._pool = ConnectionPool(
                     self.settings.conninfo,
-                    min_size=self.settings.pool_min,
-                    max_size=self.settings.pool_max,
-                    kwargs={
-                        "autocommit": True,
-                        "prepare_threshold": self.settings.prepare_threshold,
-                    },
-                    timeout=self.settings.pool_timeout,
+                    **self.settings.pool_arguments(),
                     name=f"resultstore-{self.settings.server}",
                     open=True,
                 )

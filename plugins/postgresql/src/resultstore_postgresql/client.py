@@ -66,6 +66,15 @@ class Settings:
     #: executions of a statement before a connection prepares it (None: never).
     prepare_threshold: int | None
 
+    def pool_arguments(self) -> dict[str, Any]:
+        """What the sync and the asyncio connection pools are both built with."""
+        return {
+            "min_size": self.pool_min,
+            "max_size": self.pool_max,
+            "kwargs": {"autocommit": True, "prepare_threshold": self.prepare_threshold},
+            "timeout": self.pool_timeout,
+        }
+
 
 def settings_from_config(config: BackendConfig) -> Settings:
     url = config.url
