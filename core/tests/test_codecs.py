@@ -21,6 +21,7 @@ from resultstore import (
     Group,
     ResultTooLargeError,
     State,
+    Succeeded,
     TaskResult,
     UnknownCodecError,
     UnsafeCodecError,
@@ -29,7 +30,11 @@ from resultstore.payloads.codecs import (
     CODECS,
     COMPRESSIONS,
     CodecOptions,
+    DecodeRequest,
+    EncodeRequest,
     Serializer,
+    decode_payload,
+    encode_payload,
     make_envelope,
     parse_envelope,
 )
@@ -405,3 +410,81 @@ def test_compressed_payloads_are_never_read_past_the_limit_by_a_remembered_line(
     bomb = head + zlib.compress(b'{"task_id": "t", "result": "' + b"x" * 100_000 + b'"}')
     with pytest.raises(CorruptPayloadError, match="max_result_size"):
         serializer.loads(bomb, TaskResult)
+
+
+# -- bulk reads: plain successes as values (loads_lean) ------------------------------------
+
+
+def _lean_reader() -> tuple[Serializer, bytes]:
+    """A serializer that has read one plain JSON success, and that payload."""
+    serializer = Serializer(CodecOptions())
+    first = serializer.dumps(TaskResult("first", State.SUCCESS, 0, date_done=NOW))
+    serializer.loads(first, TaskResult)
+    return serializer, first
+
+
+NOW = dt.datetime(2026, 12, 2, 15, 0, tzinfo=dt.UTC)
+
+
+def test_a_bulk_read_hands_plain_successes_over_as_values_and_the_rest_as_models() -> None:
+    serializer, _ = _lean_reader()
+    success = TaskResult("ok", State.SUCCESS, {"rows": [1, 2]}, date_done=NOW, name="t.add")
+    failure = TaskResult(
+        "bad", State.FAILURE, exception=ExceptionInfo("ValueError", "builtins", ("x",), "x")
+    )
+    progress = TaskResult("busy", "PROGRESS", {"done": 3})
+    decoded = serializer.loads_lean(
+        {r.task_id: serializer.dumps(r) for r in (success, failure, progress)} | {"gone": None}
+    )
+    lean = decoded["ok"]
+    assert isinstance(lean, Succeeded)
+    assert (lean.state, lean.ready, lean.result) == (State.SUCCESS, True, {"rows": [1, 2]})
+    assert lean.full() == success  # every field, decoded with the single read's checks
+    assert decoded["bad"] == failure
+    assert decoded["busy"] == progress
+    assert decoded["gone"] is None
+
+
+def test_a_bulk_read_decodes_in_full_what_it_cannot_read_plainly() -> None:
+    serializer = Serializer(CodecOptions(compression="zlib", compress_threshold=0))
+    result = TaskResult("z", State.SUCCESS, "x" * 100, date_done=NOW)
+    payload = serializer.dumps(result)
+    # A header line never decoded before, then one that names compression.
+    assert serializer.loads_lean({"z": payload}) == {"z": result}
+    assert serializer.loads_lean({"z": payload}) == {"z": result}
+
+
+def test_a_bulk_read_raises_the_full_error_for_a_bad_body_under_a_known_line() -> None:
+    serializer, first = _lean_reader()
+    head = first[: first.index(b"\n") + 1]
+    with pytest.raises(CorruptPayloadError, match="body is not valid json"):
+        serializer.loads_lean({"first": first, "broken": head + b"{not json"})
+
+
+def test_a_lean_success_defers_the_checks_of_fields_it_does_not_read() -> None:
+    serializer, first = _lean_reader()
+    head = first[: first.index(b"\n") + 1]
+    odd = head + b'{"task_id": "t", "state": "SUCCESS", "result": 5, "date_done": "yesterday"}'
+    lean = serializer.loads_lean({"t": odd})["t"]
+    assert isinstance(lean, Succeeded)
+    assert lean.result == 5
+    with pytest.raises(CorruptPayloadError):
+        lean.full()
+
+
+def test_a_bulk_read_through_a_wrapping_plugin_builds_every_model() -> None:
+    class Hooks:
+        def encode(self, request: EncodeRequest) -> bytes:
+            return encode_payload(request.obj, request.options)
+
+        def decode(self, request: DecodeRequest) -> Any:
+            return decode_payload(request.payload, request.cls, request.options)
+
+        def codec_is_default(self) -> bool:
+            return False
+
+    serializer = Serializer(CodecOptions(), Hooks())
+    result = TaskResult("w", State.SUCCESS, 1, date_done=NOW)
+    payload = serializer.dumps(result)
+    for _ in range(2):
+        assert serializer.loads_lean({"w": payload}) == {"w": result}

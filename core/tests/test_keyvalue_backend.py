@@ -29,6 +29,7 @@ from resultstore import (
     State,
     SupportsBatchStore,
     SupportsBulkGet,
+    SupportsBulkPayloads,
     SupportsChords,
     SupportsGroups,
     UnsupportedOperationError,
@@ -242,6 +243,7 @@ def test_declares_protocols_and_the_stores_own_capabilities(backend: KeyValueBac
     for protocol in (
         ResultBackend,
         SupportsBulkGet,
+        SupportsBulkPayloads,
         SupportsBatchStore,
         SupportsGroups,
         SupportsChords,
@@ -250,6 +252,7 @@ def test_declares_protocols_and_the_stores_own_capabilities(backend: KeyValueBac
     assert backend.capabilities == {
         Capability.AUTO_EXPIRY,
         Capability.BULK_GET,
+        Capability.BULK_PAYLOADS,
         Capability.BATCH_STORE,
         Capability.GROUPS,
         Capability.CHORDS,

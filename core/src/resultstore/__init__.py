@@ -55,7 +55,7 @@ from resultstore.concepts.states import (
     State,
 )
 from resultstore.concepts.urls import BackendURL
-from resultstore.payloads.codecs import CodecOptions, Serializer
+from resultstore.payloads.codecs import CodecOptions, Serializer, Succeeded
 from resultstore.plugin.config import BackendConfig
 from resultstore.plugin.discovery import BackendSpec
 from resultstore.plugin.hooks import Hooks, build_hooks
@@ -68,6 +68,7 @@ from resultstore.plugin.protocols import (
     ResultBackend,
     SupportsBatchStore,
     SupportsBulkGet,
+    SupportsBulkPayloads,
     SupportsCarriedResults,
     SupportsChordBody,
     SupportsChords,
@@ -130,8 +131,10 @@ __all__ = [
     "Serializer",
     "State",
     "StoreOutcome",
+    "Succeeded",
     "SupportsBatchStore",
     "SupportsBulkGet",
+    "SupportsBulkPayloads",
     "SupportsCarriedResults",
     "SupportsChordBody",
     "SupportsChords",

@@ -21,6 +21,7 @@ from collections.abc import (
     Generator,
     Iterable,
     Iterator,
+    Mapping,
     Sequence,
 )
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -49,7 +50,13 @@ from resultstore.concepts.models import (
 )
 from resultstore.concepts.remote import rebuild_exception
 from resultstore.concepts.states import PROPAGATE_STATES, State
-from resultstore.concepts.validation import check_group_id, check_task_id, check_task_ids
+from resultstore.concepts.validation import (
+    CheckedIds,
+    check_group_id,
+    check_task_id,
+    check_task_ids,
+)
+from resultstore.payloads.codecs import Succeeded
 from resultstore.plugin.protocols import Capability
 from resultstore.plugin.retrying import deadline as bounded_by
 
@@ -79,6 +86,10 @@ class HandleStore(WaitedStore, Protocol):
     def hub(self) -> WaitHub: ...
 
     def supports(self, capability: Capability) -> bool: ...
+
+    def get_many_lean(
+        self, task_ids: Sequence[str]
+    ) -> dict[str, TaskResult | Succeeded | None]: ...
 
     def forget(self, task_id: str) -> None: ...
 
@@ -537,10 +548,13 @@ class GroupResult:
         self.store = store
         self._astore = astore
         self._allowed = tuple(allowed)
-        self._task_ids = tuple(task_ids)
+        self._task_ids = CheckedIds(task_ids)
+        self._unique = CheckedIds(dict.fromkeys(task_ids))
         # What the group knows: each member's ready result, by id. Handles are
         # built only when asked for (a join of thousands never needs them).
-        self._ready: dict[str, TaskResult] = {}
+        # A plain success read in bulk stays a Succeeded until its model is wanted.
+        self._ready: dict[str, TaskResult | Succeeded] = {}
+        self._failures = False  # whether any ready member failed (or was revoked)
         self._handles: tuple[AsyncResult, ...] | None = None
         self._handles_by_id: dict[str, list[AsyncResult]] = {}
 
@@ -554,7 +568,7 @@ class GroupResult:
             )
             by_id: dict[str, list[AsyncResult]] = collections.defaultdict(list)
             for handle in handles:
-                handle._cache = self._ready.get(handle.task_id)
+                handle._cache = self._model(handle.task_id)
                 by_id[handle.task_id].append(handle)
             self._handles, self._handles_by_id = handles, dict(by_id)
         return self._handles
@@ -604,31 +618,53 @@ class GroupResult:
         for handle in self.results:
             handle.forget()
         self._ready.clear()
+        self._failures = False
 
     # -- reading -----------------------------------------------------------------
 
-    def _absorb(self, found: dict[str, TaskResult | None]) -> None:
+    def _model(self, task_id: str) -> TaskResult | None:
+        """The member's ready result as a model (decoding a bulk-read success once)."""
+        meta = self._ready.get(task_id)
+        if isinstance(meta, Succeeded):
+            meta = self._ready[task_id] = meta.full()
+        return meta
+
+    def _absorb(self, found: Mapping[str, TaskResult | Succeeded | None]) -> None:
         ready = self._ready
+        handles = self._handles_by_id
         for task_id, meta in found.items():
             if meta is not None and meta.ready:
                 ready[task_id] = meta
-                for handle in self._handles_by_id.get(task_id, ()):
-                    handle._cache = meta
+                if meta.state in PROPAGATE_STATES:
+                    self._failures = True
+                if task_id in handles:
+                    model = self._model(task_id)
+                    for handle in handles[task_id]:
+                        handle._cache = model
 
-    def _unknown(self) -> list[str]:
+    def _unknown(self) -> CheckedIds:
         ready = self._ready
-        return [t for t in dict.fromkeys(self._task_ids) if t not in ready]
+        if not ready:
+            return self._unique
+        return CheckedIds([t for t in self._unique if t not in ready])
 
-    def _metas(self, found: dict[str, TaskResult | None]) -> list[TaskResult | None]:
+    def _metas(self, found: Mapping[str, TaskResult | Succeeded | None]) -> list[TaskResult | None]:
         ready = self._ready
-        return [ready.get(t) or found.get(t) for t in self._task_ids]
+        return [
+            self._model(t) if t in ready else found.get(t)  # type: ignore[misc]  # unready: a model
+            for t in self._task_ids
+        ]
+
+    def _refresh(self) -> Mapping[str, TaskResult | Succeeded | None]:
+        """Read every member not known to be ready, in one bulk read, and keep the ready ones."""
+        unknown = self._unknown()
+        found = self.store.get_many_lean(unknown) if unknown else {}
+        self._absorb(found)
+        return found
 
     def metas(self) -> list[TaskResult | None]:
         """Every member's stored result (None where missing), in group order, in one read."""
-        unknown = self._unknown()
-        found = self.store.get_many(unknown) if unknown else {}
-        self._absorb(found)
-        return self._metas(found)
+        return self._metas(self._refresh())
 
     def state_counts(self) -> dict[str, int]:
         """How many members are in each state (PENDING for results the store lacks)."""
@@ -661,15 +697,24 @@ class GroupResult:
     # -- waiting -------------------------------------------------------------------
 
     def _pending(self) -> set[str]:
-        return set(self._unknown())
+        ready = self._ready
+        if len(ready) == len(self._unique):
+            return set()
+        return {t for t in self._unique if t not in ready}
 
     def _raise_first_failure(self, task_ids: Iterable[str], allowed: Allowed) -> None:
         """Raise the exception of the earliest failed member (group order) among ``task_ids``."""
+        if not self._failures:
+            return
         wanted = set(task_ids)
         ready = self._ready
         for task_id in self._task_ids:
             meta = ready.get(task_id)
-            if task_id in wanted and meta is not None and meta.state in PROPAGATE_STATES:
+            if (
+                task_id in wanted
+                and isinstance(meta, TaskResult)
+                and meta.state in PROPAGATE_STATES
+            ):
                 _outcome(self.store, meta, True, (*self._allowed, *allowed))
 
     def _take(self, items: list[tuple[str, Delivery]], pending: set[str]) -> list[str]:
@@ -691,11 +736,13 @@ class GroupResult:
 
     def _values(self, propagate: bool, allowed: Allowed) -> list[Any]:
         ready = self._ready
+        if not self._failures:
+            return [ready[task_id].result for task_id in self._task_ids]
         allowed = (*self._allowed, *allowed)
         values = []
         for task_id in self._task_ids:
             meta = ready[task_id]  # every member is ready here
-            if meta.state in PROPAGATE_STATES:
+            if isinstance(meta, TaskResult) and meta.state in PROPAGATE_STATES:
                 values.append(_outcome(self.store, meta, propagate, allowed))
             else:
                 values.append(meta.result)
@@ -716,7 +763,7 @@ class GroupResult:
         """
         started = time.monotonic()
         deadline = _deadline(timeout)
-        _read(deadline, self.metas, lambda: self._timeout(timeout, started, self._pending()))
+        _read(deadline, self._refresh, lambda: self._timeout(timeout, started, self._pending()))
         pending = self._pending()
         if propagate:
             self._raise_first_failure(self._task_ids, allowed)
@@ -749,7 +796,7 @@ class GroupResult:
         """
         started = time.monotonic()
         deadline = _deadline(timeout)
-        _read(deadline, self.metas, lambda: self._timeout(timeout, started, self._pending()))
+        _read(deadline, self._refresh, lambda: self._timeout(timeout, started, self._pending()))
         pending = self._pending()
         for handle in self.results:
             if handle.task_id not in pending:
@@ -773,12 +820,12 @@ class GroupResult:
     async def ametas(self) -> list[TaskResult | None]:
         """:meth:`metas` without blocking the event loop."""
         unknown = self._unknown()
-        found: dict[str, TaskResult | None] = {}
+        found: Mapping[str, TaskResult | Succeeded | None] = {}
         if unknown:
             if self._astore is not None:
                 found = await self._astore.get_many(unknown)
             else:
-                found = await _in_executor(self.store.get_many, unknown)
+                found = await _in_executor(self.store.get_many_lean, unknown)
         self._absorb(found)
         return self._metas(found)
 

@@ -39,7 +39,7 @@ from resultstore.concepts.validation import (
     check_task_id,
     check_task_ids,
 )
-from resultstore.payloads.codecs import CodecOptions, Serializer
+from resultstore.payloads.codecs import CodecOptions, Serializer, Succeeded
 from resultstore.plugin.config import DEFAULT_EXPIRES, BackendConfig
 from resultstore.plugin.discovery import find_backend
 from resultstore.plugin.hooks import Hooks, build_hooks
@@ -48,6 +48,7 @@ from resultstore.plugin.protocols import (
     ResultBackend,
     SupportsBatchStore,
     SupportsBulkGet,
+    SupportsBulkPayloads,
     SupportsChordBody,
     SupportsChords,
     SupportsCleanup,
@@ -246,9 +247,22 @@ class ResultStore:
     def get_many(self, task_ids: Sequence[str]) -> dict[str, TaskResult | None]:
         """Every id as a key (None where missing), in few round trips where possible."""
         check_task_ids(task_ids)
+        return self._get_many(task_ids)
+
+    def _get_many(self, task_ids: Sequence[str]) -> dict[str, TaskResult | None]:
         if Capability.BULK_GET in self.backend.capabilities:
             return cast(SupportsBulkGet, self.backend).get_many(task_ids)
         return {task_id: self.backend.get(task_id) for task_id in task_ids}
+
+    def get_many_lean(self, task_ids: Sequence[str]) -> dict[str, TaskResult | Succeeded | None]:
+        """:meth:`get_many`, except that a plain SUCCESS may come as a
+        :class:`~resultstore.Succeeded` (its value; ``full()`` for the rest),
+        from backends that declare ``BULK_PAYLOADS``. Joins read this way."""
+        check_task_ids(task_ids)
+        if Capability.BULK_PAYLOADS not in self.backend.capabilities:
+            return cast("dict[str, TaskResult | Succeeded | None]", self._get_many(task_ids))
+        payloads = cast(SupportsBulkPayloads, self.backend).get_payloads(task_ids)
+        return self.serializer.loads_lean(payloads)
 
     def forget(self, task_id: str) -> None:
         self.backend.forget(check_task_id(task_id))

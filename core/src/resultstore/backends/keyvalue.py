@@ -91,7 +91,13 @@ _PASSED_THROUGH = frozenset(
     }
 )
 _ADDED = frozenset(
-    {Capability.BULK_GET, Capability.BATCH_STORE, Capability.GROUPS, Capability.CHORDS}
+    {
+        Capability.BULK_GET,
+        Capability.BULK_PAYLOADS,
+        Capability.BATCH_STORE,
+        Capability.GROUPS,
+        Capability.CHORDS,
+    }
 )
 
 
@@ -179,7 +185,7 @@ class KeyValueBackend:
     """Every backend protocol, from the few atomic primitives of a :class:`KeyValueStore`.
 
     ``capabilities`` are the store's own (PERSISTENT, SHARED, AUTO_EXPIRY, PUSH,
-    CLEANUP) plus BULK_GET, BATCH_STORE, GROUPS and CHORDS. ``listener()``
+    CLEANUP) plus BULK_GET, BULK_PAYLOADS, BATCH_STORE, GROUPS and CHORDS. ``listener()``
     needs a store that declares PUSH and ``cleanup()`` one that declares CLEANUP
     (see :class:`KeyListener` and :class:`SupportsPurgeExpired`).
     """
@@ -314,6 +320,13 @@ class KeyValueBackend:
         return None if value is None else self._decode(key, value)
 
     def get_many(self, task_ids: Sequence[str]) -> dict[str, TaskResult | None]:
+        loads = self._serializer.loads
+        return {
+            task_id: None if payload is None else loads(payload, TaskResult)
+            for task_id, payload in self.get_payloads(task_ids).items()
+        }
+
+    def get_payloads(self, task_ids: Sequence[str]) -> dict[str, bytes | None]:
         check_task_ids(task_ids)
         ids = list(dict.fromkeys(task_ids))
         if not ids:
@@ -321,7 +334,7 @@ class KeyValueBackend:
         keys = [self._task_key(task_id) for task_id in ids]
         values = self.kv.get_many(keys)
         return {
-            task_id: None if value is None else self._decode(key, value)
+            task_id: None if value is None else _unframe(key, value)[1]
             for task_id, key, value in zip(ids, keys, values, strict=True)
         }
 

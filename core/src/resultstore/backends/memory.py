@@ -139,6 +139,7 @@ class MemoryBackend:
     capabilities = frozenset(
         {
             Capability.BULK_GET,
+            Capability.BULK_PAYLOADS,
             Capability.BATCH_STORE,
             Capability.PUSH,
             Capability.AUTO_EXPIRY,
@@ -199,11 +200,17 @@ class MemoryBackend:
         return None if entry is None else self._serializer.loads(entry.payload, TaskResult)
 
     def get_many(self, task_ids: Sequence[str]) -> dict[str, TaskResult | None]:
+        loads = self._serializer.loads
+        return {
+            task_id: None if payload is None else loads(payload, TaskResult)
+            for task_id, payload in self.get_payloads(task_ids).items()
+        }
+
+    def get_payloads(self, task_ids: Sequence[str]) -> dict[str, bytes | None]:
         with self.data.lock:
             entries = {task_id: self._entry(task_id) for task_id in task_ids}
         return {
-            task_id: None if entry is None else self._serializer.loads(entry.payload, TaskResult)
-            for task_id, entry in entries.items()
+            task_id: None if entry is None else entry.payload for task_id, entry in entries.items()
         }
 
     def forget(self, task_id: str) -> None:

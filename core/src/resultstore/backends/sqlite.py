@@ -166,6 +166,7 @@ class SQLiteBackend:
     capabilities = frozenset(
         {
             Capability.BULK_GET,
+            Capability.BULK_PAYLOADS,
             Capability.BATCH_STORE,
             Capability.CLEANUP,
             Capability.GROUPS,
@@ -388,6 +389,13 @@ class SQLiteBackend:
         return None if row is None else self._serializer.loads(row[0], TaskResult)
 
     def get_many(self, task_ids: Sequence[str]) -> dict[str, TaskResult | None]:
+        loads = self._serializer.loads
+        return {
+            task_id: None if payload is None else loads(payload, TaskResult)
+            for task_id, payload in self.get_payloads(task_ids).items()
+        }
+
+    def get_payloads(self, task_ids: Sequence[str]) -> dict[str, bytes | None]:
         wanted = list(dict.fromkeys(task_ids))
         payloads: dict[str, bytes] = {}
         now = self._clock()
@@ -400,14 +408,7 @@ class SQLiteBackend:
                     (*chunk, now),
                 )
                 payloads.update(rows)
-        return {
-            task_id: (
-                None
-                if (payload := payloads.get(task_id)) is None
-                else self._serializer.loads(payload, TaskResult)
-            )
-            for task_id in wanted
-        }
+        return {task_id: payloads.get(task_id) for task_id in wanted}
 
     def forget(self, task_id: str) -> None:
         conn = self._conn()

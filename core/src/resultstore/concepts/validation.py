@@ -20,6 +20,7 @@ from resultstore.concepts.models import TaskResult
 
 __all__ = [
     "MAX_ID_BYTES",
+    "CheckedIds",
     "check_group",
     "check_group_id",
     "check_result",
@@ -86,12 +87,22 @@ def check_group_id(group_id: object) -> str:
     return group_id  # type: ignore[return-value]  # _problem proved it is a str
 
 
+class CheckedIds(tuple[str, ...]):
+    """Task ids that passed :func:`check_task_ids`, which lets them through
+    again without a second look (a group's bulk reads pass thousands). Build
+    one only from ids already checked, or from a part of a ``CheckedIds``."""
+
+    __slots__ = ()
+
+
 def check_task_ids(task_ids: Iterable[object]) -> None:
     """Raise :class:`InvalidIdError` for the first invalid id of ``task_ids``.
 
     A lone ``str`` is refused: iterating it would check (and look up) its
     characters one by one.
     """
+    if type(task_ids) is CheckedIds:
+        return
     if isinstance(task_ids, str | bytes):
         raise InvalidIdError(
             f"expected a sequence of task ids, got a single {type(task_ids).__name__} "

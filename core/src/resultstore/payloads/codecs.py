@@ -19,7 +19,7 @@ import pickle
 import re
 import zlib
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, final
 
 import attrs
 import cattrs
@@ -40,7 +40,9 @@ from resultstore.concepts.errors import (
     UnknownCodecError,
     UnsafeCodecError,
 )
+from resultstore.concepts.models import TaskResult
 from resultstore.concepts.options import Options, parse_size
+from resultstore.concepts.states import State
 
 __all__ = [
     "CODECS",
@@ -51,6 +53,7 @@ __all__ = [
     "DecodeRequest",
     "EncodeRequest",
     "Serializer",
+    "Succeeded",
     "decode_payload",
     "encode_payload",
     "make_envelope",
@@ -527,6 +530,37 @@ class CodecHooks(Protocol):
     def codec_is_default(self) -> bool: ...
 
 
+@final
+class Succeeded:
+    """A stored SUCCESS read only as far as its value: what a bulk read hands
+    over when nothing else was asked for, so that a join of thousands builds
+    no :class:`TaskResult` it does not return.
+
+    It answers ``state``, ``ready`` and ``result`` like the model; :meth:`full`
+    decodes the whole payload (with every check of a single read) when the
+    rest is wanted.
+    """
+
+    __slots__ = ("_serializer", "payload", "result")
+    state: str = State.SUCCESS
+    ready = True
+
+    def __init__(self, result: Any, payload: bytes, serializer: Serializer) -> None:
+        self.result = result
+        self.payload = payload
+        self._serializer = serializer
+
+    def full(self) -> TaskResult:
+        return self._serializer.loads(self.payload, TaskResult)
+
+    def __repr__(self) -> str:
+        return f"<Succeeded {self.result!r:.60}>"
+
+
+def _no_body(_body: bytes) -> Any:
+    raise AssertionError("read only under a known header line")
+
+
 class Serializer:
     """Encodes models to payloads and back, through the encode/decode hooks."""
 
@@ -582,3 +616,45 @@ class Serializer:
             return decode_payload(payload, cls, self.options)
         result: T = self._hooks.decode(DecodeRequest(payload, cls, self.options))
         return result
+
+    def loads_lean(
+        self, payloads: Mapping[str, bytes | None]
+    ) -> dict[str, TaskResult | Succeeded | None]:
+        """Decode stored results by id as a bulk read wants them: a plain SUCCESS
+        (under a header line this serializer has decoded before, no compression,
+        no plugin wrapping) as a :class:`Succeeded`, parsed only as far as its
+        value; anything else in full with :meth:`loads`, errors included.
+        None (missing) stays None.
+
+        The fields a value does not need (dates, metadata) are not checked here
+        but by :meth:`Succeeded.full`.
+        """
+        decoded: dict[str, TaskResult | Succeeded | None] = {}
+        lean = self._plain
+        line, start = b"", 0
+        body_loads: Callable[[bytes], Any] = _no_body
+        for task_id, payload in payloads.items():
+            if payload is None:
+                decoded[task_id] = None
+                continue
+            if lean and type(payload) is bytes:
+                if not start or not payload.startswith(line):
+                    line, body_loads = self._plain_line(payload)
+                    start = len(line)
+                if start:
+                    try:
+                        body = body_loads(payload[start:])
+                    except Exception:  # loads() below raises the right error
+                        body = None
+                    if type(body) is dict and body.get("state") == "SUCCESS":
+                        decoded[task_id] = Succeeded(body.get("result"), payload, self)
+                        continue
+            decoded[task_id] = self.loads(payload, TaskResult)
+        return decoded
+
+    def _plain_line(self, payload: bytes) -> tuple[bytes, Callable[[bytes], Any]]:
+        """The header line of ``payload`` (newline included) and its body reader,
+        when a TaskResult under that line was decoded before; else ``b""``."""
+        end = payload.find(b"\n", _HEAD, _MAX_HEADER)
+        reader = self._readers.get((payload[:end], TaskResult)) if end > 0 else None
+        return (b"", _no_body) if reader is None else (payload[: end + 1], reader[0])

@@ -22,7 +22,16 @@ def resultstore_register_backends() -> Iterable[BackendSpec]:
             scheme="memory",
             target="resultstore.backends.memory:MemoryBackend",
             capabilities=frozenset(
-                {C.BULK_GET, C.BATCH_STORE, C.PUSH, C.AUTO_EXPIRY, C.CLEANUP, C.GROUPS, C.CHORDS}
+                {
+                    C.BULK_GET,
+                    C.BULK_PAYLOADS,
+                    C.BATCH_STORE,
+                    C.PUSH,
+                    C.AUTO_EXPIRY,
+                    C.CLEANUP,
+                    C.GROUPS,
+                    C.CHORDS,
+                }
             ),
             summary="in-process reference backend (thread-safe, not persistent)",
             clock_option="clock",
@@ -33,6 +42,7 @@ def resultstore_register_backends() -> Iterable[BackendSpec]:
             capabilities=frozenset(
                 {
                     C.BULK_GET,
+                    C.BULK_PAYLOADS,
                     C.BATCH_STORE,
                     C.CLEANUP,
                     C.GROUPS,

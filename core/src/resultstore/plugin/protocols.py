@@ -27,6 +27,7 @@ __all__ = [
     "ResultBackend",
     "SupportsBatchStore",
     "SupportsBulkGet",
+    "SupportsBulkPayloads",
     "SupportsCarriedResults",
     "SupportsChordBody",
     "SupportsChords",
@@ -45,6 +46,9 @@ class Capability(enum.StrEnum):
 
     #: ``get_many`` fetches many results in few round trips (:class:`SupportsBulkGet`).
     BULK_GET = "bulk_get"
+    #: ``get_payloads`` hands over many stored payloads undecoded, so that a join
+    #: decodes only the values it returns (:class:`SupportsBulkPayloads`).
+    BULK_PAYLOADS = "bulk_payloads"
     #: ``store_many`` writes many results in few round trips (:class:`SupportsBatchStore`).
     BATCH_STORE = "batch_store"
     #: waiters are woken by the store, without polling (:class:`SupportsPush`).
@@ -111,6 +115,22 @@ class SupportsBulkGet(Protocol):
     """
 
     def get_many(self, task_ids: Sequence[str]) -> dict[str, TaskResult | None]:
+        """Every requested id as a key, None for the missing ones, in few round trips."""
+        ...
+
+
+@runtime_checkable
+class SupportsBulkPayloads(Protocol):
+    """Declared by ``Capability.BULK_PAYLOADS``, by backends that keep each
+    result as the payload their serializer made: many of them, undecoded.
+
+    The rules of ``get_many`` hold (ids may repeat or be missing); each
+    payload is byte for byte what ``config.serializer.dumps`` returned, so
+    that decoding it gives what ``get`` gives. The core reads a group's
+    plain successes straight from these, without building their models.
+    """
+
+    def get_payloads(self, task_ids: Sequence[str]) -> dict[str, bytes | None]:
         """Every requested id as a key, None for the missing ones, in few round trips."""
         ...
 

@@ -25,6 +25,7 @@ def resultstore_register_backends() -> Iterable[BackendSpec]:
             capabilities=frozenset(
                 {
                     Capability.BULK_GET,
+                    Capability.BULK_PAYLOADS,
                     Capability.BATCH_STORE,
                     Capability.GROUPS,
                     Capability.CHORDS,

@@ -69,6 +69,11 @@ def again(args: list[Any], tries: int) -> list[Any]:
     return [*args, "1" if tries > 1 else "0"]
 
 
+def _payload(raw: bytes) -> bytes:
+    """The payload of a stored value ("<state>\\0<payload>"; older values are bare)."""
+    return raw[raw.find(_SEP) + 1 :]
+
+
 def _text(value: Any) -> str | None:
     if value is None or value is False:
         return None
@@ -120,8 +125,7 @@ class RedisBackend:
         return str(result.state).encode() + _SEP + self._serializer.dumps(result)
 
     def decode(self, raw: bytes) -> TaskResult:
-        _, sep, payload = raw.partition(_SEP)
-        return self._serializer.loads(payload if sep else raw, TaskResult)
+        return self._serializer.loads(_payload(raw), TaskResult)
 
     def outcome(self, reply: Sequence[Any], result: TaskResult) -> StoreOutcome:
         stored, previous = bool(reply[0]), _text(reply[1])
@@ -241,8 +245,16 @@ class RedisBackend:
         return None if raw is None else self.decode(raw)
 
     def get_many(self, task_ids: Sequence[str]) -> dict[str, TaskResult | None]:
-        ids = list(dict.fromkeys(task_ids))
-        keys = [self.task_key(t) for t in ids]
+        loads = self._serializer.loads
+        return {
+            task_id: None if payload is None else loads(payload, TaskResult)
+            for task_id, payload in self.get_payloads(task_ids).items()
+        }
+
+    def get_payloads(self, task_ids: Sequence[str]) -> dict[str, bytes | None]:
+        ids = dict.fromkeys(task_ids)
+        prefix = f"{self._prefix}task:"
+        keys = [prefix + t for t in ids]
 
         direct = self.direct
 
@@ -265,7 +277,7 @@ class RedisBackend:
 
         values = self.retry(run) if keys else []
         return {
-            task_id: None if raw is None else self.decode(raw)
+            task_id: None if raw is None else raw[raw.find(_SEP) + 1 :]  # see _payload
             for task_id, raw in zip(ids, values, strict=True)
         }
 

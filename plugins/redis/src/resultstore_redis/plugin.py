@@ -10,6 +10,7 @@ from resultstore import BackendSpec, Capability, hookimpl
 CAPABILITIES = frozenset(
     {
         Capability.BULK_GET,
+        Capability.BULK_PAYLOADS,
         Capability.BATCH_STORE,
         Capability.PUSH,
         Capability.AUTO_EXPIRY,
