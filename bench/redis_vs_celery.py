@@ -14,6 +14,15 @@ read values resultstore stored (the same bytes ours reads) and take each
 JSON body from past its header line. Asyncio wake latency
 is measured against a raw ``redis.asyncio`` pub/sub reader of the same
 announcements, while another thread stores the results back to back.
+
+By default a waiter reads the store before it believes an announcement
+(anyone who may PUBLISH could forge one), so its wake costs one more round
+trip than a bare SUBSCRIBE. Every raw waiter is woken by a result stored
+the bare way (SET+PUBLISH of its value, pipelined on the bare connection),
+as ours is by ``mark_as_done``. The wake rows compare ours with a bare SUBSCRIBE,
+with a bare SUBSCRIBE followed by a GET (the limit of any verified wake),
+and show a store with ``trust_announcements=true`` against the bare
+SUBSCRIBE.
 """
 
 from __future__ import annotations
@@ -64,6 +73,8 @@ class Bench:
         self.store = resultstore.connect(url, key_prefix="bench:")
         self.ours = OurCases(self.store, ops)
         self.writer = resultstore.connect(url, key_prefix="bench:")
+        # Delivers what announcements carry without reading the store (not the default).
+        self.trusting = resultstore.connect(url, key_prefix="bench:", trust_announcements=True)
         self.celery = CeleryCases(url, ops, result_chord_join_timeout=10)
 
     def _bare(self) -> redis.Connection:
@@ -75,6 +86,7 @@ class Bench:
     def close(self) -> None:
         self.store.close()
         self.writer.close()
+        self.trusting.close()
         self.bare.disconnect()
         self.pool.disconnect()
         self.raw.close()
@@ -105,17 +117,10 @@ class Bench:
 
     def store_bare(self) -> float:
         task_ids = ids(self.ops, "bare")
-        conn = self.bare
 
         def run() -> None:
             for task_id in task_ids:
-                value = orjson.dumps({"status": "SUCCESS", "result": PAYLOAD, "task_id": task_id})
-                key = f"bare:{task_id}"
-                conn.send_packed_command(
-                    conn.pack_commands([("SET", key, value, "EX", 86400), ("PUBLISH", key, value)])
-                )
-                conn.read_response()
-                conn.read_response()
+                self._bare_store(task_id)
 
         return per_second(self.ops, run)
 
@@ -191,11 +196,21 @@ class Bench:
 
         return wake_latency(trials, wait=wait, ready=ready, store=store)
 
-    def _raw_latency(self, trials: int, wait: Callable[[str], object]) -> list[float]:
-        """Wake latency of ``wait`` on ``raw:<id>`` when a bare message is published there."""
-        return self._latency(
-            trials, wait, lambda t: f"raw:{t}", lambda t: self.raw.publish(f"raw:{t}", b"x")
+    def _bare_store(self, task_id: str) -> None:
+        """Store a result as the bare store contender does: SET+PUBLISH of its value,
+        pipelined on the bare connection (key ``rawv:<id>``, channel ``raw:<id>``)."""
+        conn = self.bare
+        value = orjson.dumps({"status": "SUCCESS", "result": PAYLOAD, "task_id": task_id})
+        key, channel = f"rawv:{task_id}", f"raw:{task_id}"
+        conn.send_packed_command(
+            conn.pack_commands([("SET", key, value, "EX", 86400), ("PUBLISH", channel, value)])
         )
+        conn.read_response()
+        conn.read_response()
+
+    def _raw_latency(self, trials: int, wait: Callable[[str], object]) -> list[float]:
+        """Wake latency of ``wait`` on ``raw:<id>`` when a result is stored bare."""
+        return self._latency(trials, wait, lambda t: f"raw:{t}", self._bare_store)
 
     def wake_raw(self, trials: int) -> list[float]:
         def wait(task_id: str) -> None:
@@ -217,6 +232,25 @@ class Bench:
 
         return self._raw_latency(trials, wait)
 
+    def wake_verified(self, trials: int) -> list[float]:
+        """The limit of a wake that reads the store before it trusts an announcement:
+        a bare SUBSCRIBE, then a bare GET of the key."""
+        getter = self._bare()
+
+        def wait(task_id: str) -> None:
+            conn = self._bare()
+            conn.send_command("SUBSCRIBE", f"raw:{task_id}")
+            conn.read_response()  # the subscription's confirmation
+            conn.read_response()  # the announcement
+            getter.send_command("GET", f"rawv:{task_id}")
+            orjson.loads(getter.read_response())
+            conn.disconnect()
+
+        try:
+            return self._raw_latency(trials, wait)
+        finally:
+            getter.disconnect()
+
     def wake_celery(self, trials: int) -> list[float]:
         celery = self.celery
         return self._latency(
@@ -226,14 +260,17 @@ class Bench:
             lambda t: celery.put([t]),
         )
 
-    def wake_ours(self, trials: int) -> list[float]:
-        backend = self.store.backend
+    def wake_ours(self, trials: int, store: resultstore.ResultStore | None = None) -> list[float]:
+        store = store or self.store
         return self._latency(
             trials,
-            lambda t: self.store.result(t).get(timeout=10),
-            backend.channel,  # type: ignore[attr-defined]
-            lambda t: self.store.mark_as_done(t, PAYLOAD),
+            lambda t: store.result(t).get(timeout=10),
+            store.backend.channel,  # type: ignore[attr-defined]
+            lambda t: store.mark_as_done(t, PAYLOAD),
         )
+
+    def wake_trusting(self, trials: int) -> list[float]:
+        return self.wake_ours(trials, self.trusting)
 
     # -- asyncio wake latency under a stream ---------------------------------------
 
@@ -248,13 +285,14 @@ class Bench:
 
         return threading.Thread(target=run), stamps
 
-    def awake_ours(self, n: int) -> list[float]:
+    def awake_ours(self, n: int, store: resultstore.ResultStore | None = None) -> list[float]:
+        store = store or self.store
         task_ids = ids(n, "awo")
         arrived: dict[str, float] = {}
-        hub = self.store.hub
+        hub = store.hub
 
         async def one(task_id: str) -> None:
-            await self.store.result(task_id).aget(timeout=30)
+            await store.result(task_id).aget(timeout=30)
             arrived[task_id] = time.perf_counter()
 
         async def run() -> None:
@@ -270,6 +308,9 @@ class Bench:
 
         asyncio.run(run())
         return [arrived[t] - self._stamps[t] for t in task_ids]
+
+    def awake_trusting(self, n: int) -> list[float]:
+        return self.awake_ours(n, self.trusting)
 
     def awake_raw(self, n: int) -> list[float]:
         task_ids = ids(n, "awr")
@@ -354,8 +395,10 @@ def main() -> None:
         # One EVALSHA per part, plus the one that stores the callback's result.
         chord_round_trips = (bench.evalsha_calls() - before - 1) / CHORD
         per_round = max(1, args.trials // args.rounds)
-        wake: dict[str, list[list[float]]] = {"bare": [], "raw": [], "celery": [], "ours": []}
-        awake: dict[str, list[list[float]]] = {"raw": [], "ours": []}
+        wake: dict[str, list[list[float]]] = {
+            name: [] for name in ("bare", "verified", "raw", "celery", "ours", "trusting")
+        }
+        awake: dict[str, list[list[float]]] = {"raw": [], "ours": [], "trusting": []}
         for _ in range(args.rounds):
             for name, rounds in wake.items():
                 rounds.append(getattr(bench, f"wake_{name}")(per_round))
@@ -425,6 +468,18 @@ def main() -> None:
             at_most=True,
         )
         table.ratio(
+            f"{label} vs bare SUBSCRIBE then GET (the limit of a verified wake)",
+            wake_ms("ours", q),
+            wake_ms("verified", q),
+            at_most=True,
+        )
+        table.ratio(
+            f"{label} trust_announcements=true vs bare connection SUBSCRIBE",
+            wake_ms("trusting", q),
+            wake_ms("bare", q),
+            at_most=True,
+        )
+        table.ratio(
             f"{label} vs redis-py pub/sub", wake_ms("ours", q), wake_ms("raw", q), at_most=True
         )
         table.ratio(
@@ -436,6 +491,12 @@ def main() -> None:
             awake_ms("ours", q),
             awake_ms("raw", q),
             target=1.5 if q == 0.5 else None,
+            at_most=True,
+        )
+        table.ratio(
+            f"asyncio wake p{int(q * 100)} trust_announcements=true vs redis.asyncio",
+            awake_ms("trusting", q),
+            awake_ms("raw", q),
             at_most=True,
         )
     table.ratio("1 MB store+get MB/s vs Celery", rate("big_ours"), rate("big_celery"), target=2)
