@@ -549,7 +549,7 @@ class GroupResult:
         self._astore = astore
         self._allowed = tuple(allowed)
         self._task_ids = CheckedIds(task_ids)
-        self._unique = CheckedIds(dict.fromkeys(task_ids))
+        self._unique = CheckedIds(dict.fromkeys(self._task_ids))
         # What the group knows: each member's ready result, by id. Handles are
         # built only when asked for (a join of thousands never needs them).
         # A plain success read in bulk stays a Succeeded until its model is wanted.
