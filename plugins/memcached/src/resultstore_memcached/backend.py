@@ -310,12 +310,15 @@ class MemcachedBackend:
         return state, raw[end + 1 :]
 
     def _decode(self, key: str, raw: bytes | Foreign) -> TaskResult:
+        return self._serializer.loads(self._payload(key, raw), TaskResult)
+
+    def _payload(self, key: str, raw: bytes | Foreign) -> bytes:
+        """The payload under a stored value's state line."""
         if type(raw) is bytes:
             end = raw.find(b"\n", 0, _MAX_STATE_LINE)
             if end > 0:
-                return self._serializer.loads(raw[end + 1 :], TaskResult)
-        _, payload = self._unframe(key, raw)
-        return self._serializer.loads(payload, TaskResult)
+                return raw[end + 1 :]
+        return self._unframe(key, raw)[1]
 
     # -- storing -----------------------------------------------------------------------
 
@@ -489,15 +492,22 @@ class MemcachedBackend:
         return found
 
     def get_many(self, task_ids: Sequence[str]) -> dict[str, TaskResult | None]:
+        loads = self._serializer.loads
+        return {
+            task_id: None if payload is None else loads(payload, TaskResult)
+            for task_id, payload in self.get_payloads(task_ids).items()
+        }
+
+    def get_payloads(self, task_ids: Sequence[str]) -> dict[str, bytes | None]:
         ids = list(dict.fromkeys(task_ids))
         if not ids:
             return {}
         keys = [self.keys.task(task_id) for task_id in ids]
         found = self._fetch(keys, lambda key: key)
-        out: dict[str, TaskResult | None] = {}
+        out: dict[str, bytes | None] = {}
         for task_id, key in zip(ids, keys, strict=True):
             raw = found.get(key)
-            out[task_id] = None if raw is None else self._decode(key, raw)
+            out[task_id] = None if raw is None else self._payload(key, raw)
         return out
 
     def forget(self, task_id: str) -> None:

@@ -14,6 +14,7 @@ __all__ = ["CAPABILITIES", "resultstore_register_backends"]
 CAPABILITIES = frozenset(
     {
         Capability.BULK_GET,
+        Capability.BULK_PAYLOADS,
         Capability.BATCH_STORE,
         Capability.AUTO_EXPIRY,
         Capability.GROUPS,

@@ -340,20 +340,20 @@ class PostgreSQLBackend:
         return None if row is None else self._serializer.loads(row[0], TaskResult)
 
     def get_many(self, task_ids: Sequence[str]) -> dict[str, TaskResult | None]:
+        loads = self._serializer.loads
+        return {
+            task_id: None if payload is None else loads(payload, TaskResult)
+            for task_id, payload in self.get_payloads(task_ids).items()
+        }
+
+    def get_payloads(self, task_ids: Sequence[str]) -> dict[str, bytes | None]:
         wanted = list(dict.fromkeys(task_ids))
         if not wanted:
             return {}
         params = {"task_ids": wanted, "now": self._clock()}
         rows = self.run(lambda conn: conn.execute(self.tables.get_many, params).fetchall())
-        payloads: dict[str, bytes] = {str(task_id): payload for task_id, payload in rows}
-        return {
-            task_id: (
-                None
-                if (payload := payloads.get(task_id)) is None
-                else self._serializer.loads(payload, TaskResult)
-            )
-            for task_id in wanted
-        }
+        payloads: dict[str, bytes] = {str(task_id): bytes(payload) for task_id, payload in rows}
+        return {task_id: payloads.get(task_id) for task_id in wanted}
 
     def forget(self, task_id: str) -> None:
         self.run(lambda conn: conn.execute(self.tables.forget, {"task_id": task_id}))
