@@ -201,6 +201,24 @@ class Bridges:
                 made.worker.stop()
 
 
+#: worker log lines attached to a failed test's report (a hang is told by them only).
+LOG_TAIL = 80
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Attach the end of each bridge worker's log to a failed test's report."""
+    report = yield
+    if report.failed and call.when == "call":
+        funcargs = getattr(item, "funcargs", {})
+        for value in funcargs.values():
+            if isinstance(value, Bridge) and value.worker.log_path.exists():
+                lines = value.worker.log_path.read_text("utf-8", "replace").splitlines()
+                title = f"worker-{value.store} log (last {LOG_TAIL} lines)"
+                report.sections.append((title, "\n".join(lines[-LOG_TAIL:])))
+    return report
+
+
 @pytest.fixture(scope="session")
 def bridges(
     request: pytest.FixtureRequest,
