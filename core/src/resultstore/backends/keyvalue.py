@@ -320,11 +320,7 @@ class KeyValueBackend:
         return None if value is None else self._decode(key, value)
 
     def get_many(self, task_ids: Sequence[str]) -> dict[str, TaskResult | None]:
-        loads = self._serializer.loads
-        return {
-            task_id: None if payload is None else loads(payload, TaskResult)
-            for task_id, payload in self.get_payloads(task_ids).items()
-        }
+        return self._serializer.loads_many(self.get_payloads(task_ids))
 
     def get_payloads(self, task_ids: Sequence[str]) -> dict[str, bytes | None]:
         check_task_ids(task_ids)

@@ -389,11 +389,7 @@ class SQLiteBackend:
         return None if row is None else self._serializer.loads(row[0], TaskResult)
 
     def get_many(self, task_ids: Sequence[str]) -> dict[str, TaskResult | None]:
-        loads = self._serializer.loads
-        return {
-            task_id: None if payload is None else loads(payload, TaskResult)
-            for task_id, payload in self.get_payloads(task_ids).items()
-        }
+        return self._serializer.loads_many(self.get_payloads(task_ids))
 
     def get_payloads(self, task_ids: Sequence[str]) -> dict[str, bytes | None]:
         wanted = list(dict.fromkeys(task_ids))

@@ -617,6 +617,14 @@ class Serializer:
         result: T = self._hooks.decode(DecodeRequest(payload, cls, self.options))
         return result
 
+    def loads_many(self, payloads: Mapping[str, bytes | None]) -> dict[str, TaskResult | None]:
+        """Decode stored results by id (what ``get_payloads`` returns); None stays None."""
+        loads = self.loads
+        return {
+            task_id: None if payload is None else loads(payload, TaskResult)
+            for task_id, payload in payloads.items()
+        }
+
     def loads_lean(
         self, payloads: Mapping[str, bytes | None]
     ) -> dict[str, TaskResult | Succeeded | None]:

@@ -245,11 +245,7 @@ class RedisBackend:
         return None if raw is None else self.decode(raw)
 
     def get_many(self, task_ids: Sequence[str]) -> dict[str, TaskResult | None]:
-        loads = self._serializer.loads
-        return {
-            task_id: None if payload is None else loads(payload, TaskResult)
-            for task_id, payload in self.get_payloads(task_ids).items()
-        }
+        return self._serializer.loads_many(self.get_payloads(task_ids))
 
     def get_payloads(self, task_ids: Sequence[str]) -> dict[str, bytes | None]:
         ids = dict.fromkeys(task_ids)
