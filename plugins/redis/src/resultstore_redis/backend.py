@@ -249,8 +249,7 @@ class RedisBackend:
 
     def get_payloads(self, task_ids: Sequence[str]) -> dict[str, bytes | None]:
         ids = dict.fromkeys(task_ids)
-        prefix = f"{self._prefix}task:"
-        keys = [prefix + t for t in ids]
+        keys = [self.task_key(t) for t in ids]
 
         direct = self.direct
 
@@ -273,7 +272,7 @@ class RedisBackend:
 
         values = self.retry(run) if keys else []
         return {
-            task_id: None if raw is None else raw[raw.find(_SEP) + 1 :]  # see _payload
+            task_id: None if raw is None else _payload(raw)
             for task_id, raw in zip(ids, values, strict=True)
         }
 
